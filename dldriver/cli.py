@@ -1,0 +1,182 @@
+"""The `dldriver` command line: argument parsing only.
+
+Each subcommand imports its module lazily (so `dldriver validate` never loads a framework) and calls one
+function there. Any DlDriverError becomes one line on stderr and its exit code; no user error ends in a
+traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dldriver.errors import DlDriverError
+
+OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
+                 "workload.train.epochs=2) or the short form (dataset.num_files_train=8)")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
+
+
+def _cmd_validate(args) -> int:
+    from dldriver.config import load_workload, derive_plan
+    from dldriver.config.report import render_validation
+
+    workload = load_workload(args.config, args.overrides)
+    plan = derive_plan(workload, ranks=args.ranks)
+    print(render_validation(workload, plan, as_json=args.json))
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from dldriver.config import load_workload
+    from dldriver.generate import generate_dataset
+
+    workload = load_workload(args.config, args.overrides)
+    generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from dldriver.config import load_workload
+    from dldriver.generate import verify_dataset
+
+    workload = load_workload(args.config, args.overrides)
+    problems = verify_dataset(workload, checksums=not args.quick)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"verify: {len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("verify: dataset matches its manifest")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from dldriver.config import load_workload
+    from dldriver.engine.run import run_workload
+
+    workload = load_workload(args.config, args.overrides)
+    run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+    return 0
+
+
+def _cmd_checkpoint(args) -> int:
+    from dldriver.config import load_workload
+    from dldriver.engine.run import run_workload
+
+    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"])
+    run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+    return 0
+
+
+def _cmd_services(args) -> int:
+    from dldriver.services import manage
+
+    return manage(args.action, args.which, state_dir=args.state_dir)
+
+
+def _cmd_aggregate(args) -> int:
+    from dldriver.aggregate import aggregate_command
+
+    return aggregate_command(results=args.results, out=args.out, baseline=args.baseline,
+                             tolerance=args.tolerance, save_baseline=args.save_baseline)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ranks", type=int, default=None,
+                   help="emulated accelerators on this host (default: 1, or the world size given by srun/mpiexec)")
+    p.add_argument("--output", "-o", default=None,
+                   help="results folder (default: output.folder from the config, else ./output)")
+    p.add_argument("--drop-caches", action="store_true",
+                   help="evict the page cache before each epoch and between checkpoint write and read (root only)")
+    p.add_argument("--checkpoint-scale", type=float, default=1.0,
+                   help="shrink every checkpoint tensor by this factor (e.g. 0.001) keeping all files and names")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dldriver",
+        description="dl-driver: a deep-learning I/O benchmark that reads DLIO workload configs, generates "
+                    "datasets, emulates training and checkpointing, and reports DLIO's metrics.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a workload config strictly and print its resolved values and plan",
+                       description="Load a DLIO workload, check every key, fill DLIO's defaults and print the plan. "
+                                   "Exit 0 when valid, 2 with every problem when not.")
+    _add_config(p)
+    p.add_argument("--ranks", type=int, default=1, help="emulated accelerators the plan is computed for (default 1)")
+    p.add_argument("--json", action="store_true", help="print the resolved config and plan as JSON")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("generate", help="write the workload's dataset to its storage URI and record a manifest",
+                       description="Generate the dataset in DLIO's layout at dataset.data_folder (a path, file://, "
+                                   "direct://, s3:// or az://). Complete files that match the manifest are skipped.")
+    _add_config(p)
+    p.add_argument("--processes", "-j", type=int, default=None, help="writer processes (default: all cores)")
+    p.add_argument("--force", action="store_true", help="rewrite every file even if the manifest says it is complete")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("verify", help="check a dataset against its manifest",
+                       description="Name every missing, extra, truncated or altered file of the dataset.")
+    _add_config(p)
+    p.add_argument("--quick", action="store_true", help="check names and sizes only, not checksums")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("run", help="emulate training (and checkpoints) and write DLIO-compatible results",
+                       description="Read the dataset with the configured loader (reader.data_loader) while an "
+                                   "emulated accelerator computes; checkpoint-only workloads (train: False) write "
+                                   "and read checkpoints.")
+    _add_config(p)
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("checkpoint", help="run a workload in checkpoint-only mode (write, then read checkpoints)",
+                       description="Same as `run` with workflow.train=False and workflow.checkpoint=True.")
+    _add_config(p)
+    _add_run_options(p)
+    p.set_defaults(func=_cmd_checkpoint)
+
+    p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",
+                       description="Local servers bound to 127.0.0.1 with telemetry off. `start` prints the "
+                                   "environment variables that point dl-driver, boto3 and the Azure SDK at them.")
+    p.add_argument("action", choices=["start", "stop", "status", "env"])
+    p.add_argument("which", nargs="?", default="all", choices=["s3", "azure", "all"])
+    p.add_argument("--state-dir", default=None,
+                   help="folder for the servers' data, logs and pid files (default: $DLDRIVER_SERVICES_DIR or .services)")
+    p.set_defaults(func=_cmd_services)
+
+    p = sub.add_parser("aggregate", help="combine a matrix's runs into tables, plots and release verdicts",
+                       description="Collect every summary.json under RESULTS into runs.csv/parquet, per-cell "
+                                   "statistics, plots and an HTML report; compare with a baseline.")
+    p.add_argument("results", help="the matrix results folder (e.g. results/default)")
+    p.add_argument("--out", default=None, help="where tables and plots go (default: RESULTS/report)")
+    p.add_argument("--baseline", default=None, help="a baseline table (CSV) to compare each cell with")
+    p.add_argument("--tolerance", default="5%", help="allowed regression against the baseline (default 5%%)")
+    p.add_argument("--save-baseline", default=None, metavar="FILE",
+                   help="save the current per-cell table as a new baseline (e.g. configs/baselines/NAME.csv)")
+    p.set_defaults(func=_cmd_aggregate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DlDriverError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
