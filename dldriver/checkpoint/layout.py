@@ -1,0 +1,176 @@
+"""Which files each rank writes for one checkpoint, and how many bytes each holds (pure).
+
+The names and the rank rules are DLIO HEAD's (DeepSpeed-style, see shared/reference/dlio.md §6):
+
+  model_states-{rank}.pt                           a flat model of model.model_size_bytes (non-transformer)
+  zero_pp_rank_{dp}_mp_rank_{mp}_model_states.pt   all of a rank's layers (ZeRO 0 or 3)
+  model_{mp}_model_states.pt                       all layers, ZeRO 1/2 with one pipeline stage (dp 0 only)
+  layer_{l}-model_{mp}_model_states.pt             one per layer, ZeRO 1/2 with pipeline stages (dp 0 only)
+  zero_pp_rank_{dp}_mp_rank_{mp}_optim_states.pt   optimizer state
+
+with mp = rank % (TP*PP), dp = rank // (TP*PP), pipeline stage = (rank // TP) % PP; under ZeRO 0 only
+ranks < TP*PP write (the other data-parallel replicas hold the same state). Layers are numbered 0 (embedding),
+1..L (transformer blocks) and L+1 (lm_head and the final norm); layer 0 lives on the first pipeline stage,
+L+1 on the last. A file's size is the sum of its tensors; a tensor scaled by `scale` keeps at least
+MIN_TENSOR_BYTES so that every file of a huge layout still exists when shrunk to laptop size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dldriver.errors import ConfigError
+
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
+MIN_TENSOR_BYTES = 8
+EXTENSION = "pt"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Parallel layout of the emulated job: sizes of each dimension and which ranks hold state."""
+
+    world: int
+    tp: int
+    pp: int
+    dp: int
+    zero: int
+
+    @property
+    def mp(self) -> int:
+        return self.tp * self.pp
+
+    def writes(self, rank: int) -> bool:
+        # ZeRO 0 replicates everything over data-parallel ranks: only the first replica saves it.
+        # In subset mode (dp given) the ranks past TP*PP*DP hold no state at all.
+        if self.zero == 0:
+            return rank < self.mp
+        return rank < self.mp * self.dp
+
+
+def topology(workload, world_size: int) -> Topology:
+    """Check the parallelism against the world size; ConfigError names every offending key."""
+    m = workload.model
+    par = m.parallelism
+    tp, pp, zero = par.tensor, par.pipeline, par.zero_stage
+    problems = []
+    if world_size < 1:
+        problems.append(f"ranks: world size must be at least 1, got {world_size}")
+    if tp < 1 or pp < 1:
+        problems.append(f"model.parallelism.tensor, model.parallelism.pipeline: must be >= 1, got {tp} and {pp}")
+    elif world_size % (tp * pp):
+        problems.append(f"model.parallelism.tensor, model.parallelism.pipeline: world size {world_size} is not "
+                        f"divisible by tensor x pipeline = {tp} x {pp} = {tp * pp}")
+    if zero not in (0, 1, 2, 3):
+        problems.append(f"model.parallelism.zero_stage: must be 0, 1, 2 or 3, got {zero}")
+    if zero == 3 and pp > 1:
+        problems.append(f"model.parallelism.zero_stage, model.parallelism.pipeline: ZeRO-3 shards the model over "
+                        f"data-parallel ranks and cannot be combined with pipeline {pp} > 1")
+    if _has_layers(m) and m.num_layers < pp:
+        problems.append(f"model.num_layers: {m.num_layers} layers cannot fill model.parallelism.pipeline = {pp} stages")
+    dp = par.data if par.data > 0 else (world_size // (tp * pp) if tp > 0 and pp > 0 else 0)
+    if par.data > 0 and tp > 0 and pp > 0 and world_size > tp * pp * par.data:
+        problems.append(f"model.parallelism.data: world size {world_size} exceeds tensor x pipeline x data = "
+                        f"{tp * pp * par.data}")
+    if problems:
+        raise ConfigError(problems)
+    return Topology(world=world_size, tp=tp, pp=pp, dp=dp, zero=zero)
+
+
+def _has_layers(model) -> bool:
+    return model.type == "transformer" or model.num_layers > 0
+
+
+def transformer_params(model) -> int:
+    """Parameter count: 2*V*H + L*(2H + H*(H + 2*dkv) + H^2 + 3*H*F) + H with dkv = H/heads*kv_heads."""
+    t = model.transformer
+    h, v, f, layers = t.hidden_size, t.vocab_size, t.ffn_hidden_size, model.num_layers
+    dkv = h // t.num_attention_heads * t.num_kv_heads
+    return 2 * v * h + layers * (2 * h + h * (h + 2 * dkv) + h * h + 3 * h * f) + h
+
+
+def _layer_tensors(model, layer: int, shards: int) -> list[int]:
+    """Element counts of one layer's tensors on one rank, divided over `shards` (TP, times DP under ZeRO-3)."""
+    t = model.transformer
+    h, v, f, last = t.hidden_size, t.vocab_size, t.ffn_hidden_size, model.num_layers + 1
+    if model.layer_parameters:
+        # DLIO's legacy form: explicit tensor sizes, identical for every layer.
+        return [p // shards for p in model.layer_parameters if p > 0]
+    if layer == 0:
+        sizes = [v * h]                                   # embedding
+    elif layer == last:
+        sizes = [v * h, h]                                # lm_head, final norm
+    else:
+        dkv = h // t.num_attention_heads * t.num_kv_heads
+        sizes = [h, h * (h + 2 * dkv), h * h, h, 2 * h * f, h * f]  # norm, qkv, dense, norm, mlp in, mlp out
+    return [s // shards for s in sizes]
+
+
+def stage_layers(num_layers: int, pp: int, stage: int) -> range:
+    """Layers of one pipeline stage: blocks 1..L split as evenly as possible, earlier stages take the extra."""
+    base, extra = divmod(num_layers, pp)
+    first = 1 + stage * base + min(stage, extra)
+    count = base + (1 if stage < extra else 0)
+    start = 0 if stage == 0 else first
+    stop = num_layers + 2 if stage == pp - 1 else first + count
+    return range(start, stop)
+
+
+def _optimizer_tensors(model, topo: Topology) -> list[int]:
+    """Element counts of the optimizer groups [P', 5H, P', 5H, P', 5H] of one rank."""
+    if model.optimization_groups:
+        # DLIO's legacy form: each group twice (two moments) plus one tensor combining all of them.
+        groups = [g for g in model.optimization_groups if g > 0]
+        return groups + groups + [sum(groups)]
+    h = model.transformer.hidden_size
+    share = transformer_params(model) // (topo.mp * topo.dp if topo.zero > 0 else topo.mp)
+    return [share, 5 * h] * 3
+
+
+def _nbytes(counts: list[int], dtype_bytes: int, scale: float) -> int:
+    if scale >= 1.0:
+        return sum(counts) * dtype_bytes
+    return sum(max(MIN_TENSOR_BYTES, int(c * dtype_bytes * scale)) for c in counts)
+
+
+def rank_files(workload, topo: Topology, rank: int, scale: float = 1.0) -> list[tuple[str, int]]:
+    """(name, bytes) of every file `rank` writes into one checkpoint folder; [] for ranks that write none."""
+    if not 0 <= rank < topo.world:
+        raise ValueError(f"rank {rank} outside world of {topo.world}")
+    if not topo.writes(rank):
+        return []
+    m = workload.model
+    mbytes, obytes = DTYPE_BYTES[m.model_datatype], DTYPE_BYTES[m.optimizer_datatype]
+    mp, dp, stage = rank % topo.mp, rank // topo.mp, (rank // topo.tp) % topo.pp
+    files = []
+    if m.type != "transformer" and m.model_size_bytes > 0:
+        # The flat model is a blob of int8, as DLIO's get_tensor makes it.
+        files.append((f"model_states-{rank}.{EXTENSION}", _nbytes([m.model_size_bytes], 1, scale)))
+    if _has_layers(m):
+        shards = topo.tp * (topo.dp if topo.zero == 3 else 1)
+        layers = {l: _layer_tensors(m, l, shards) for l in stage_layers(m.num_layers, topo.pp, stage)}
+        if topo.zero in (0, 3):
+            counts = [c for tensors in layers.values() for c in tensors]
+            files.append((f"zero_pp_rank_{dp}_mp_rank_{mp}_model_states.{EXTENSION}", _nbytes(counts, mbytes, scale)))
+        elif dp == 0 and topo.pp == 1:
+            counts = [c for tensors in layers.values() for c in tensors]
+            files.append((f"model_{mp}_model_states.{EXTENSION}", _nbytes(counts, mbytes, scale)))
+        elif dp == 0:
+            files += [(f"layer_{l}-model_{mp}_model_states.{EXTENSION}", _nbytes(t, mbytes, scale))
+                      for l, t in layers.items()]
+    if _has_layers(m) or m.optimization_groups:
+        files.append((f"zero_pp_rank_{dp}_mp_rank_{mp}_optim_states.{EXTENSION}",
+                      _nbytes(_optimizer_tensors(m, topo), obytes, scale)))
+    return files
+
+
+def checkpoint_layout(workload, world_size: int, scale: float = 1.0) -> list[list[tuple[str, int]]]:
+    """Per rank (index = rank), the (name, bytes) of the files it writes into one checkpoint folder."""
+    if not 0 < scale <= 1.0:
+        raise ConfigError(f"--checkpoint-scale: must be in (0, 1], got {scale}")
+    topo = topology(workload, world_size)
+    return [rank_files(workload, topo, r, scale) for r in range(world_size)]
+
+
+def checkpoint_folder(epoch: int, step: int) -> str:
+    """The folder of one checkpoint, relative to the checkpoint URI, as DLIO names it."""
+    return f"global_epoch{epoch}_step{step}"

@@ -1,0 +1,193 @@
+"""Checkpoints in a run: DLIO's schedules, a per-rank Checkpointer, and the checkpoint-only run driver.
+
+Checkpoint-only mode (workflow.train False, workflow.checkpoint True), as DLIO HEAD and MLPerf Storage run it:
+num_checkpoints_write times (sleep time_between_checkpoints, barrier, save global_epoch1_step{i}), then
+(with drop_caches, MLPerf's rule: write, drop caches, read) num_checkpoints_read loads of the first of those.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import sys
+import time
+from datetime import datetime
+
+from dldriver.checkpoint import layout, metrics, results
+from dldriver.checkpoint.ranks import run_ranks
+from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
+from dldriver.errors import ConfigError
+
+
+def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
+    """Epoch mode (steps_between_checkpoints < 0): after epoch e = checkpoint_after_epoch + k*epochs_between (1-based)."""
+    if ckpt.steps_between_checkpoints >= 0 or ckpt.epochs_between_checkpoints <= 0:
+        return False
+    since = epoch - ckpt.checkpoint_after_epoch
+    return since >= 0 and since % ckpt.epochs_between_checkpoints == 0
+
+
+def should_checkpoint_after_step(ckpt, step: int) -> bool:
+    """Step mode: every steps_between_checkpoints steps; `step` is 1-based and restarts each epoch, as in DLIO."""
+    return ckpt.steps_between_checkpoints > 0 and step % ckpt.steps_between_checkpoints == 0
+
+
+def open_checkpoint_storage(workload):
+    """The storage at the workload's checkpoint URI (file, direct, s3 or az)."""
+    from dldriver.config.uri import checkpoint_uri, storage_options
+    from dldriver.storage import open_storage
+
+    return open_storage(checkpoint_uri(workload), storage_options(workload))
+
+
+class Checkpointer:
+    """One rank's checkpoint I/O: which files it owns, and timed saves and loads of them."""
+
+    def __init__(self, workload, rank: int, world_size: int, scale: float = 1.0, storage=None,
+                 chunk_bytes: int = CHUNK_BYTES):
+        self.workload = workload
+        self.rank = rank
+        self.scale = scale
+        self.layout = layout.checkpoint_layout(workload, world_size, scale)
+        self.files = self.layout[rank]
+        self.total_bytes = sum(n for files in self.layout for _, n in files)
+        self.storage = storage if storage is not None else open_checkpoint_storage(workload)
+        ckpt = workload.checkpoint
+        # Seeded by rank so that ranks write different bytes, and a reader can regenerate them to check.
+        self.source = ChunkSource(ckpt.randomize_tensor, seed=rank, chunk_bytes=chunk_bytes)
+
+    def save(self, epoch: int, step: int, barrier=None) -> dict:
+        """Write this rank's files of global_epoch{epoch}_step{step}; returns its timing record."""
+        folder = layout.checkpoint_folder(epoch, step)
+        return self._timed(folder, lambda: write_files(self.storage, folder, self.files, self.source,
+                                                       self.workload.checkpoint.fsync), barrier)
+
+    def load(self, epoch: int, step: int, barrier=None, verify: bool = False) -> dict:
+        """Read back every byte of this rank's files of global_epoch{epoch}_step{step}; returns its timing record."""
+        folder = layout.checkpoint_folder(epoch, step)
+        return self._timed(folder, lambda: read_files(self.storage, folder, self.files, self.source.chunk_bytes,
+                                                      self.source if verify else None), barrier)
+
+    def _timed(self, folder: str, io, barrier) -> dict:
+        start = time.time()
+        t0 = time.perf_counter()
+        nbytes = io()
+        if barrier is not None and self.workload.checkpoint.rank_sync:
+            barrier.wait()  # DLIO's rank_sync: the barrier after each save/load counts in its time
+        duration = time.perf_counter() - t0
+        return {"folder": folder, "start": start, "end": start + duration, "duration": duration, "bytes": nbytes}
+
+
+def _counts(workload) -> tuple[int, int]:
+    ckpt = workload.checkpoint
+    writes, reads = max(ckpt.num_checkpoints_write, 0), max(ckpt.num_checkpoints_read, 0)
+    problems = []
+    if writes == 0:
+        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write, "
+                        f"got {ckpt.num_checkpoints_write}")
+    if reads > writes:
+        problems.append(f"checkpoint.num_checkpoints_read: {reads} reads exceed checkpoint.num_checkpoints_write "
+                        f"= {writes}; only written checkpoints can be read")
+    if problems:
+        raise ConfigError(problems)
+    return writes, reads
+
+
+def _rank_checkpoint_only(rank, world, barrier, workload, scale, drop_caches, quiet):
+    ck = Checkpointer(workload, rank, world, scale)
+    writes, reads = _counts(workload)
+    pause = workload.checkpoint.time_between_checkpoints
+    saves, loads, cache = [], [], None
+    for i in range(1, writes + 1):
+        if pause > 0:
+            time.sleep(pause)
+        barrier.wait()
+        saves.append(ck.save(1, i, barrier))
+        _progress(quiet, rank, f"saved checkpoint {i}/{writes}: {saves[-1]['bytes']} bytes in "
+                               f"{saves[-1]['duration']:.3f} s")
+    if reads:
+        barrier.wait()
+        if drop_caches and rank == 0:
+            cache = _drop_page_cache(ck, writes)
+        barrier.wait()
+    for i in range(1, reads + 1):
+        if pause > 0:
+            time.sleep(pause)
+        barrier.wait()
+        loads.append(ck.load(1, i, barrier))
+        _progress(quiet, rank, f"loaded checkpoint {i}/{reads}: {loads[-1]['bytes']} bytes in "
+                               f"{loads[-1]['duration']:.3f} s")
+    return {"rank": rank, "files": len(ck.files), "bytes_per_checkpoint": sum(n for _, n in ck.files),
+            "saves": saves, "loads": loads, "drop_caches": cache,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _progress(quiet: bool, rank: int, line: str) -> None:
+    if not quiet and rank == 0:
+        print(f"[checkpoint] rank 0 {line}", file=sys.stderr, flush=True)
+
+
+def _drop_page_cache(ck: Checkpointer, writes: int) -> str:
+    """Evict written checkpoints from the page cache; returns the method used.
+
+    The whole cache needs root (/proc/sys/vm/drop_caches). Without it, the checkpoint's own files are
+    evicted one by one (fsync then POSIX_FADV_DONTNEED), which is what matters for the read phase. Object
+    stores cache on the server side, out of the client's reach.
+    """
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return "drop_caches"
+    except OSError:
+        pass
+    paths = [ck.storage.local_path(f"{layout.checkpoint_folder(1, i)}/{name}")
+             for i in range(1, writes + 1) for files in ck.layout for name, _ in files]
+    if not paths or paths[0] is None:
+        return "none (object store)"
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return "fadvise"
+
+
+def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, quiet=False, scale=1.0) -> dict:
+    """Run a checkpoint-only workload on `ranks` processes; write and return its summary (DLIO's keys)."""
+    ranks = ranks or 1
+    layout.checkpoint_layout(workload, ranks, scale)  # fail on bad parallelism before starting any rank
+    _counts(workload)
+    start = datetime.now()
+    per_rank = run_ranks(_rank_checkpoint_only, ranks, workload, scale, drop_caches, quiet)
+    end = datetime.now()
+    saves = metrics.combine([r["saves"] for r in per_rank])
+    loads = metrics.combine([r["loads"] for r in per_rank])
+    total = sum(r["bytes_per_checkpoint"] for r in per_rank)
+    summary = {
+        "start": start.isoformat(), "end": end.isoformat(),
+        "num_accelerators": ranks, "num_hosts": 1, "hostname": socket.gethostname(),
+        "metric": metrics.summary_metrics(saves, loads, total),
+        "dldriver": {
+            "mode": "checkpoint_only",
+            "checkpoint_scale": scale,
+            "checkpoint_bytes": total,
+            "checkpoint_files": sum(r["files"] for r in per_rank),
+            "fsync": workload.checkpoint.fsync,
+            "drop_caches": per_rank[0]["drop_caches"],
+            "saves": saves, "loads": loads,
+            "peak_rss_bytes": max(r["peak_rss_bytes"] for r in per_rank),
+            "ranks": per_rank,
+        },
+    }
+    folder = output or workload.output.folder or "output"
+    results.write_run_folder(folder, summary, per_rank)
+    if not quiet:
+        m = summary["metric"]
+        print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"
+              f" GB/s" + (f"; load {m['load_checkpoint_io_mean_GB_per_second']:.3f} GB/s" if loads else "")
+              + f"; results in {folder}", file=sys.stderr)
+    return summary
+
