@@ -1,0 +1,1 @@
+"""DLIO's metrics (formulas), the run folder writers (summary), system sampling and page-cache control."""
