@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 from dldriver.errors import CheckpointError, StorageError
+from dldriver.storage.base import MissingObjectError
 
 CHUNK_BYTES = 16 * 1024 * 1024
 # Chunks are windows into one random pool at shifting offsets, so consecutive chunks differ (no trivial
@@ -100,7 +101,5 @@ def _digest(chunks) -> bytes:
 def _stat(storage, folder: str, key: str) -> int:
     try:
         return storage.stat(key)
-    except StorageError as err:
-        if not storage.exists(key):
-            raise CheckpointError(f"checkpoint {storage.uri}/{folder} was never written: {key} is missing") from err
-        raise
+    except MissingObjectError as err:
+        raise CheckpointError(f"checkpoint {storage.uri}/{folder} was never written: {key} is missing") from err
