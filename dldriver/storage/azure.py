@@ -1,0 +1,270 @@
+"""Azure Blob Storage through azure-storage-blob (`az://container/prefix`).
+
+Credentials: AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_URL with AZURE_STORAGE_KEY (and
+AZURE_STORAGE_ACCOUNT when the name is not the URL's first label or path segment); storage_options
+connection_string / account_url / account_key / account_name take precedence. dl-driver's own options:
+azure_max_attempts, azure_block_size and azure_single_put_size (bytes), connect_timeout, read_timeout.
+
+put() creates the container when it does not exist; reading a missing container is an error. A
+streamed upload that is aborted leaves only uncommitted blocks, which are invisible and which the
+service discards on its own.
+"""
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import threading
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+from dldriver.errors import StorageError
+from dldriver.storage.base import (MissingContainerError, MissingObjectError, Storage, Writer, check_key,
+                                   check_range, join_uri, short_read)
+
+MiB = 1 << 20
+# The SDK reads responses 4 KiB at a time by default, which halves download throughput.
+DATA_BLOCK_SIZE = 1 * MiB
+DEFAULT_BLOCK_SIZE = 8 * MiB
+DEFAULT_SINGLE_PUT_SIZE = 16 * MiB
+
+
+def account_from_url(url: str) -> str:
+    """The account name in https://NAME.blob.core.windows.net or http://127.0.0.1:10000/NAME."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        is_ip = True
+    except ValueError:
+        is_ip = host == "localhost"
+    return parsed.path.strip("/").split("/")[0] if is_ip else host.split(".")[0]
+
+
+class AzureStorage(Storage):
+    scheme = "az"
+
+    def __init__(self, container: str, prefix: str = "", options: dict | None = None, threads: int = 8):
+        if not container:
+            raise StorageError("az://: a container name is required (az://container/prefix)")
+        self.container = container
+        self.prefix = prefix.strip("/")
+        super().__init__(join_uri(f"az://{container}", self.prefix))
+        opts = dict(options or {})
+        self._opts = opts
+        self.threads = max(1, int(threads))
+        self.max_attempts = int(opts.get("azure_max_attempts", 5))
+        self.block_size = int(opts.get("azure_block_size", DEFAULT_BLOCK_SIZE))
+        self._lock = threading.Lock()
+        self._client = None
+        self._client_pid = None
+
+    # -- the client ------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        """The ContainerClient; one per process, as pooled connections must not cross a fork."""
+        if self._client is None or self._client_pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._client_pid != os.getpid():
+                    self._client = self._make_service().get_container_client(self.container)
+                    self._client_pid = os.getpid()
+        return self._client
+
+    def _make_service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        opts = self._opts
+        kwargs = {
+            "transport": self._transport(),
+            "retry_total": max(0, self.max_attempts - 1),
+            "max_block_size": self.block_size,
+            "max_single_put_size": int(opts.get("azure_single_put_size", DEFAULT_SINGLE_PUT_SIZE)),
+        }
+        conn = opts.get("connection_string") or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if conn:
+            return BlobServiceClient.from_connection_string(conn, **kwargs)
+        url = opts.get("account_url") or os.environ.get("AZURE_STORAGE_ACCOUNT_URL")
+        if not url:
+            raise StorageError(f"{self.uri}: no Azure credentials; set AZURE_STORAGE_CONNECTION_STRING, or "
+                               "AZURE_STORAGE_ACCOUNT_URL and AZURE_STORAGE_KEY")
+        key = opts.get("account_key") or os.environ.get("AZURE_STORAGE_KEY")
+        name = opts.get("account_name") or os.environ.get("AZURE_STORAGE_ACCOUNT") or account_from_url(url)
+        credential = {"account_name": name, "account_key": key} if key else None
+        return BlobServiceClient(url, credential=credential, **kwargs)
+
+    def _transport(self):
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        # The SDK's own adapter (32 KiB send blocks); we only need a pool as large as our threads.
+        from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
+        from urllib3.util.retry import Retry
+
+        session = requests.Session()
+        # Retries belong to the SDK's policy, not to urllib3 underneath it (as the SDK sets it up itself).
+        adapter = BiggerBlockSizeHTTPAdapter(pool_maxsize=max(10, self.threads),
+                                             max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return RequestsTransport(session=session, connection_data_block_size=DATA_BLOCK_SIZE,
+                                 connection_timeout=float(self._opts.get("connect_timeout", 10)),
+                                 read_timeout=float(self._opts.get("read_timeout", 60)))
+
+    def _full(self, key: str) -> str:
+        check_key(key, self.uri)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _blob(self, key: str):
+        return self.client.get_blob_client(self._full(key))
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calls(self, uri: str):
+        """Turn any SDK failure inside the block into one StorageError naming `uri`."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            yield
+        except AzureError as err:
+            raise self._error(uri, err) from err
+
+    def _error(self, uri: str, err) -> StorageError:
+        from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
+                                           ServiceRequestError)
+
+        code = getattr(err, "error_code", None)
+        if isinstance(err, ResourceNotFoundError):
+            if code == "ContainerNotFound":
+                return MissingContainerError(f"{uri}: container {self.container!r} does not exist")
+            return MissingObjectError(f"{uri}: no such blob")
+        if isinstance(err, ClientAuthenticationError) or getattr(err, "status_code", None) == 403:
+            return StorageError(f"{uri}: credentials refused by {self.client.url} ({code or 'status 403'}); "
+                                "check AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY")
+        if isinstance(err, ServiceRequestError):
+            return StorageError(f"{uri}: cannot reach the Azure endpoint {self.client.primary_endpoint} "
+                                f"after {self.max_attempts} attempt(s)")
+        if isinstance(err, HttpResponseError):
+            if err.status_code == 416:
+                return StorageError(f"{uri}: the requested range starts past the end of the blob")
+            return StorageError(f"{uri}: {code or err.status_code} {err.reason or ''}".rstrip())
+        # Other SDK errors (dropped connection after retries, ...): their class name says what happened.
+        return StorageError(f"{uri}: {type(err).__name__}")
+
+    def _with_container(self, uri: str, call):
+        """Run a write; if the container is missing, create it once and run the write again."""
+        try:
+            with self._calls(uri):
+                return call()
+        except MissingContainerError:
+            self.create_container()
+            with self._calls(uri):
+                return call()
+
+    def create_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            with self._calls(f"az://{self.container}"):
+                self.client.create_container()
+        except StorageError as err:
+            if not isinstance(err.__cause__, ResourceExistsError):  # created meanwhile by another writer
+                raise
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._calls(join_uri(self.uri, prefix)):
+            # The pager follows continuation markers: every page, not just the first 5000 names.
+            names = [b.name[len(root):] for b in self.client.list_blobs(name_starts_with=root + prefix)]
+        return sorted(names)
+
+    def stat(self, key: str) -> int:
+        with self._calls(self.key_uri(key)):
+            return self._blob(key).get_blob_properties().size
+
+    def get(self, key: str) -> bytes:
+        with self._calls(self.key_uri(key)):
+            return self._blob(key).download_blob(max_concurrency=1).readall()
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        uri = self.key_uri(key)
+        check_range(uri, offset, length)
+        if length == 0:
+            return b""
+        with self._calls(uri):
+            data = self._blob(key).download_blob(offset=offset, length=length, max_concurrency=1).readall()
+        if len(data) != length:
+            raise short_read(uri, offset, length, len(data))
+        return data
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes, fsync: bool = False) -> None:
+        # Above max_single_put_size the SDK stages blocks in parallel and commits the list in one call.
+        blob = self._blob(key)
+        self._with_container(self.key_uri(key), lambda: blob.upload_blob(
+            data, length=len(data), overwrite=True, max_concurrency=self.threads))
+
+    def open_writer(self, key: str, fsync: bool = False) -> Writer:
+        return AzureWriter(self, key)
+
+    def delete(self, key: str) -> None:
+        try:
+            with self._calls(self.key_uri(key)):
+                self._blob(key).delete_blob()
+        except MissingContainerError:
+            raise
+        except MissingObjectError:
+            pass
+
+    def child(self, prefix: str) -> "AzureStorage":
+        prefix = prefix.strip("/")
+        if not prefix:
+            return self
+        other = copy.copy(self)  # shares the client and its connection pool
+        other.prefix = self._full(prefix)
+        other.uri = join_uri(self.uri, prefix)
+        return other
+
+
+class AzureWriter(Writer):
+    """Staged blocks holding at most one block in memory, committed as a list; a small blob is one PUT."""
+
+    def __init__(self, storage: AzureStorage, key: str):
+        self._s = storage
+        self._key = key
+        self._uri = storage.key_uri(key)
+        self._blob = storage._blob(key)
+        self._buf = bytearray()
+        self._ids: list[str] = []
+
+    def _stage(self, size: int) -> None:
+        # Every id of a blob must have the same length.
+        block_id = f"{len(self._ids):08d}"
+        chunk = bytes(self._buf[:size])
+        del self._buf[:size]
+        self._s._with_container(self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk)))
+        self._ids.append(block_id)
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        while len(self._buf) >= self._s.block_size:
+            self._stage(self._s.block_size)
+
+    def commit(self) -> None:
+        if not self._ids:
+            self._s.put(self._key, bytes(self._buf))
+            return
+        if self._buf:
+            self._stage(len(self._buf))
+        from azure.storage.blob import BlobBlock
+
+        with self._s._calls(self._uri):
+            self._blob.commit_block_list([BlobBlock(block_id=i) for i in self._ids])
+        self._ids = []
+
+    def abort(self) -> None:
+        self._buf = bytearray()
+        self._ids = []

@@ -1,0 +1,129 @@
+"""The storage protocol every backend implements, and helpers they share.
+
+Keys are `/`-separated and relative to the storage's root URI (`train/img_0_of_8.npz`). Every error
+is a StorageError whose message starts with the full URI of the object or root concerned.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from dldriver.errors import StorageError
+
+
+class MissingObjectError(StorageError):
+    """The object (or the bucket / container holding it) does not exist.
+
+    A StorageError like any other for the CLI; callers that resume work (generate) or probe (exists)
+    catch this kind only, so that a refused credential is never mistaken for "not written yet".
+    """
+
+
+class MissingContainerError(MissingObjectError):
+    """The bucket or container itself does not exist."""
+
+
+def check_key(key: str, uri: str) -> str:
+    """Return `key` if it is a clean relative key, else raise naming the root URI."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"{uri}: invalid object key {key!r} (relative, '/'-separated, no '.' or '..' parts)")
+    return key
+
+
+def join_uri(root: str, key: str) -> str:
+    """The URI of `key` under `root` (used in messages and by child())."""
+    return f"{root.rstrip('/')}/{key}" if key else root
+
+
+def check_range(uri: str, offset: int, length: int) -> None:
+    if offset < 0 or length < 0:
+        raise StorageError(f"{uri}: invalid range offset={offset} length={length}")
+
+
+def short_read(uri: str, offset: int, length: int, got: int) -> StorageError:
+    """The error for a range that runs past the end of the object: readers rely on exact lengths."""
+    return StorageError(f"{uri}: range offset={offset} length={length} runs past the end "
+                        f"(only {got} bytes available)")
+
+
+class Writer(ABC):
+    """A streaming upload: `write()` parts of the object, `commit()` makes it visible, `abort()`
+    discards it. Used as a context manager it commits on a clean exit and aborts on an exception."""
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class Storage(ABC):
+    """One root (a folder, a bucket and prefix, a container and prefix) holding objects by key."""
+
+    scheme: str = ""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+    def key_uri(self, key: str) -> str:
+        return join_uri(self.uri, key)
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Every key under the root that starts with `prefix` (recursive, sorted)."""
+
+    @abstractmethod
+    def stat(self, key: str) -> int:
+        """The size in bytes; MissingObjectError if absent."""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except MissingObjectError:
+            return False
+        return True
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes from `offset`; a StorageError if the object is shorter."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, fsync: bool = False) -> None:
+        """Write the whole object atomically: a reader sees the old object or the new, never a part."""
+
+    @abstractmethod
+    def open_writer(self, key: str, fsync: bool = False) -> Writer: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting an absent object is not an error (as on S3)."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            self.delete(key)
+
+    def local_path(self, key: str) -> str | None:
+        """A POSIX path for the object where there is one (file, direct), else None."""
+        return None
+
+    @abstractmethod
+    def child(self, prefix: str) -> "Storage":
+        """A storage rooted at `prefix` under this one."""

@@ -1,0 +1,345 @@
+"""S3 through boto3 (`s3://bucket/prefix`).
+
+Settings come from DLIO's `storage.storage_options` where given (access_key_id, secret_access_key,
+endpoint_url, region, s3_force_path_style, s3_max_attempts) and otherwise from the standard AWS
+variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION).
+dl-driver's own options: s3_retry_mode ("standard" or "adaptive"), s3_part_size and
+s3_multipart_threshold (bytes), connect_timeout and read_timeout (seconds).
+
+Addressing is path-style unless s3_force_path_style is false (local servers have no bucket DNS names).
+put() creates the bucket when it does not exist (a generation into a new bucket just works); reading,
+listing or stat-ing a missing bucket is an error.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from dldriver.errors import StorageError
+from dldriver.storage.base import (MissingContainerError, MissingObjectError, Storage, Writer, check_key,
+                                   check_range, join_uri, short_read)
+
+MiB = 1 << 20
+DEFAULT_PART_SIZE = 8 * MiB
+DEFAULT_MULTIPART_THRESHOLD = 16 * MiB
+MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
+DELETE_BATCH = 1000  # S3's limit per DeleteObjects call
+
+AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken",
+              "InvalidSecurity", "403"}
+MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def _flag(value) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class S3Storage(Storage):
+    scheme = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", options: dict | None = None, threads: int = 8):
+        if not bucket:
+            raise StorageError("s3://: a bucket name is required (s3://bucket/prefix)")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        super().__init__(join_uri(f"s3://{bucket}", self.prefix))
+        opts = dict(options or {})
+        self._opts = opts
+        self.threads = max(1, int(threads))
+        self.max_attempts = int(opts.get("s3_max_attempts", 5))
+        self.part_size = max(MIN_PART_SIZE, int(opts.get("s3_part_size", DEFAULT_PART_SIZE)))
+        self.multipart_threshold = int(opts.get("s3_multipart_threshold", DEFAULT_MULTIPART_THRESHOLD))
+        self.region = (opts.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                       or "us-east-1")
+        self._lock = threading.Lock()
+        self._client = None
+        self._client_pid = None
+
+    # -- the client ------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        # A boto3 client must not cross a fork (its pooled connections would be shared): one per process.
+        if self._client is None or self._client_pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._client_pid != os.getpid():
+                    self._client = self._make_client()
+                    self._client_pid = os.getpid()
+        return self._client
+
+    def _make_client(self):
+        import boto3
+        from botocore.config import Config
+
+        opts = self._opts
+        session = boto3.session.Session(aws_access_key_id=opts.get("access_key_id"),
+                                        aws_secret_access_key=opts.get("secret_access_key"),
+                                        aws_session_token=opts.get("session_token"),
+                                        region_name=self.region)
+        path_style = _flag(opts.get("s3_force_path_style", True))
+        config = Config(
+            max_pool_connections=max(10, self.threads),
+            retries={"mode": opts.get("s3_retry_mode", "standard"), "max_attempts": self.max_attempts},
+            s3={"addressing_style": "path" if path_style else "auto"},
+            connect_timeout=float(opts.get("connect_timeout", 10)),
+            read_timeout=float(opts.get("read_timeout", 60)),
+            # Checksums on every PUT and GET cost CPU a benchmark should not spend; TLS/TCP already guard.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        return session.client("s3", endpoint_url=opts.get("endpoint_url") or None, config=config)
+
+    def _full(self, key: str) -> str:
+        check_key(key, self.uri)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    # -- errors ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calls(self, uri: str):
+        """Turn any boto3 failure inside the block into one StorageError naming `uri`."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as err:
+            raise self._client_error(uri, err) from err
+        except BotoCoreError as err:
+            raise self._transport_error(uri, err) from err
+
+    def _client_error(self, uri: str, err) -> StorageError:
+        error = err.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code == "NoSuchBucket":
+            return MissingContainerError(f"{uri}: bucket {self.bucket!r} does not exist")
+        if code in MISSING_KEY_CODES:
+            return MissingObjectError(f"{uri}: no such object")
+        if code == "InvalidRange":
+            return StorageError(f"{uri}: the requested range starts past the end of the object")
+        if code in AUTH_CODES:
+            return StorageError(f"{uri}: credentials refused by {self.client.meta.endpoint_url} ({code}); "
+                                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage_options")
+        return StorageError(f"{uri}: {code} {error.get('Message', '')}".rstrip())
+
+    def _transport_error(self, uri: str, err) -> StorageError:
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
+
+        if isinstance(err, NoCredentialsError):
+            return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                "(or storage_options access_key_id / secret_access_key)")
+        if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
+            return StorageError(f"{uri}: cannot reach the S3 endpoint {self.client.meta.endpoint_url} "
+                                f"after {self.max_attempts} attempt(s)")
+        return StorageError(f"{uri}: {type(err).__name__}: {err}")
+
+    def _missing(self, uri: str, err: MissingObjectError) -> MissingObjectError:
+        """HEAD answers a bare 404 for a missing key and a missing bucket alike: tell them apart."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except BotoCoreError:
+            pass
+        except ClientError as head_err:
+            if str(head_err.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound"):
+                return MissingContainerError(f"{uri}: bucket {self.bucket!r} does not exist")
+        return err
+
+    def _with_bucket(self, uri: str, call):
+        """Run a write; if the bucket is missing, create it once and run the write again."""
+        try:
+            with self._calls(uri):
+                return call()
+        except MissingContainerError:
+            self.create_bucket()
+            with self._calls(uri):
+                return call()
+
+    def create_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        kwargs = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            with self._calls(f"s3://{self.bucket}"):
+                self.client.create_bucket(**kwargs)
+        except StorageError as err:
+            # Another writer created it first: that is what we wanted.
+            cause = err.__cause__
+            if not (isinstance(cause, ClientError) and
+                    cause.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")):
+                raise
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        keys = []
+        with self._calls(join_uri(self.uri, prefix)):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
+            for page in pages:
+                keys.extend(obj["Key"][len(root):] for obj in page.get("Contents", ()))
+        return sorted(keys)
+
+    def stat(self, key: str) -> int:
+        uri = self.key_uri(key)
+        try:
+            with self._calls(uri):
+                return self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"]
+        except MissingContainerError:
+            raise
+        except MissingObjectError as err:
+            raise self._missing(uri, err) from err
+
+    def _read(self, key: str, **kwargs) -> bytes:
+        """GET and read the body, retrying a body cut off mid-stream (botocore retries only the request)."""
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
+        uri = self.key_uri(key)
+        attempt = 1
+        while True:
+            with self._calls(uri):
+                response = self.client.get_object(Bucket=self.bucket, Key=self._full(key), **kwargs)
+                try:
+                    return response["Body"].read()
+                except (IncompleteReadError, ReadTimeoutError, ResponseStreamingError):
+                    if attempt >= self.max_attempts:
+                        raise
+            attempt += 1
+
+    def get(self, key: str) -> bytes:
+        return self._read(key)
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        uri = self.key_uri(key)
+        check_range(uri, offset, length)
+        if length == 0:
+            return b""
+        data = self._read(key, Range=f"bytes={offset}-{offset + length - 1}")
+        if len(data) != length:
+            raise short_read(uri, offset, length, len(data))
+        return data
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes, fsync: bool = False) -> None:
+        if len(data) > self.multipart_threshold:
+            self._put_parallel(key, data)
+            return
+        full = self._full(key)
+        self._with_bucket(self.key_uri(key), lambda: self.client.put_object(Bucket=self.bucket, Key=full, Body=data))
+
+    def _put_parallel(self, key: str, data: bytes) -> None:
+        """A large object in memory: upload its parts concurrently."""
+        writer = S3Writer(self, key)
+        view = memoryview(data)
+        bounds = [(i, min(i + self.part_size, len(data))) for i in range(0, len(data), self.part_size)]
+        try:
+            writer.start()
+            with ThreadPoolExecutor(max_workers=min(self.threads, len(bounds))) as pool:
+                etags = list(pool.map(lambda b: writer.upload_part(b[0] // self.part_size + 1,
+                                                                   bytes(view[b[0]:b[1]])), bounds))
+            writer.finish(etags)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def open_writer(self, key: str, fsync: bool = False) -> Writer:
+        return S3Writer(self, key)
+
+    def delete(self, key: str) -> None:
+        with self._calls(self.key_uri(key)):
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = self.list(prefix)
+        root = f"{self.prefix}/" if self.prefix else ""
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": root + k} for k in keys[i:i + DELETE_BATCH]]
+            with self._calls(join_uri(self.uri, prefix)):
+                response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise StorageError(f"s3://{self.bucket}/{first['Key']}: delete failed: {first.get('Code')} "
+                                   f"({len(response['Errors'])} object(s) not deleted)")
+
+    def child(self, prefix: str) -> "S3Storage":
+        prefix = prefix.strip("/")
+        if not prefix:
+            return self
+        other = copy.copy(self)  # shares the client and its connection pool
+        other.prefix = self._full(prefix)
+        other.uri = join_uri(self.uri, prefix)
+        return other
+
+
+class S3Writer(Writer):
+    """A multipart upload that holds at most one part in memory; a small object becomes one PUT."""
+
+    def __init__(self, storage: S3Storage, key: str):
+        self._s = storage
+        self._key = key
+        self._full = storage._full(key)
+        self._uri = storage.key_uri(key)
+        self._buf = bytearray()
+        self._etags: list[str] = []
+        self._upload_id = None
+
+    def start(self) -> None:
+        s = self._s
+        response = s._with_bucket(self._uri, lambda: s.client.create_multipart_upload(Bucket=s.bucket, Key=self._full))
+        self._upload_id = response["UploadId"]
+
+    def upload_part(self, number: int, chunk: bytes) -> str:
+        s = self._s
+        with s._calls(self._uri):
+            return s.client.upload_part(Bucket=s.bucket, Key=self._full, UploadId=self._upload_id,
+                                        PartNumber=number, Body=chunk)["ETag"]
+
+    def finish(self, etags: list[str]) -> None:
+        s = self._s
+        parts = [{"PartNumber": i + 1, "ETag": etag} for i, etag in enumerate(etags)]
+        with s._calls(self._uri):
+            s.client.complete_multipart_upload(Bucket=s.bucket, Key=self._full, UploadId=self._upload_id,
+                                               MultipartUpload={"Parts": parts})
+        self._upload_id = None
+
+    def _flush_part(self, size: int) -> None:
+        if self._upload_id is None:
+            self.start()
+        chunk = bytes(self._buf[:size])
+        del self._buf[:size]
+        self._etags.append(self.upload_part(len(self._etags) + 1, chunk))
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        while len(self._buf) >= self._s.part_size:
+            self._flush_part(self._s.part_size)
+
+    def commit(self) -> None:
+        try:
+            if self._upload_id is None:
+                self._s.put(self._key, bytes(self._buf))
+                return
+            if self._buf or not self._etags:
+                self._flush_part(len(self._buf))
+            self.finish(self._etags)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        upload_id, self._upload_id = self._upload_id, None
+        self._buf = bytearray()
+        if upload_id is None:
+            return
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._s.client.abort_multipart_upload(Bucket=self._s.bucket, Key=self._full, UploadId=upload_id)
+        except (BotoCoreError, ClientError):
+            pass  # best effort: the error that made us abort is the one to report
