@@ -3,7 +3,7 @@
 layout    which files each rank writes and their sizes (pure)
 stream    bounded-memory writes and full reads of those files
 runner    schedules, the per-rank Checkpointer, the checkpoint-only run
-metrics   DLIO's checkpoint metric keys with MLPerf's multi-rank rule (pure)
+The checkpoint formulas, the run-folder writer and page-cache control come from dldriver.metrics.
 """
 from dldriver.checkpoint.layout import checkpoint_folder, checkpoint_layout, transformer_params
 from dldriver.checkpoint.runner import (Checkpointer, run_checkpoint_only, should_checkpoint_after_epoch,

@@ -6,17 +6,16 @@ num_checkpoints_write times (sleep time_between_checkpoints, barrier, save globa
 """
 from __future__ import annotations
 
-import os
 import resource
-import socket
 import sys
 import time
-from datetime import datetime
 
-from dldriver.checkpoint import layout, metrics, results
+from dldriver.checkpoint import layout
 from dldriver.checkpoint.ranks import run_ranks
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
-from dldriver.errors import ConfigError
+from dldriver.errors import ConfigError, DlDriverError
+from dldriver.metrics import caching, summary as run_summary, system
+from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -94,6 +93,7 @@ def _counts(workload) -> tuple[int, int]:
 
 
 def _rank_checkpoint_only(rank, world, barrier, workload, scale, drop_caches, quiet):
+    start = time.time()
     ck = Checkpointer(workload, rank, world, scale)
     writes, reads = _counts(workload)
     pause = workload.checkpoint.time_between_checkpoints
@@ -117,7 +117,7 @@ def _rank_checkpoint_only(rank, world, barrier, workload, scale, drop_caches, qu
         loads.append(ck.load(1, i, barrier))
         _progress(quiet, rank, f"loaded checkpoint {i}/{reads}: {loads[-1]['bytes']} bytes in "
                                f"{loads[-1]['duration']:.3f} s")
-    return {"rank": rank, "files": len(ck.files), "bytes_per_checkpoint": sum(n for _, n in ck.files),
+    return {"rank": rank, "start": start, "end": time.time(), "files": len(ck.files), "bytes_per_checkpoint": sum(n for _, n in ck.files),
             "saves": saves, "loads": loads, "drop_caches": cache,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
@@ -128,31 +128,51 @@ def _progress(quiet: bool, rank: int, line: str) -> None:
 
 
 def _drop_page_cache(ck: Checkpointer, writes: int) -> str:
-    """Evict written checkpoints from the page cache; returns the method used.
+    """Evict the written checkpoints from the page cache; returns the method used.
 
-    The whole cache needs root (/proc/sys/vm/drop_caches). Without it, the checkpoint's own files are
-    evicted one by one (fsync then POSIX_FADV_DONTNEED), which is what matters for the read phase. Object
-    stores cache on the server side, out of the client's reach.
+    The whole cache needs root. Without it, the checkpoint's own files are evicted one by one (sync, then
+    POSIX_FADV_DONTNEED), which is what the read phase needs. Object stores cache on the server side, out
+    of the client's reach.
     """
-    os.sync()
     try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
+        caching.drop_caches()
         return "drop_caches"
-    except OSError:
+    except DlDriverError:
         pass
     paths = [ck.storage.local_path(f"{layout.checkpoint_folder(1, i)}/{name}")
              for i in range(1, writes + 1) for files in ck.layout for name, _ in files]
     if not paths or paths[0] is None:
         return "none (object store)"
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    caching.evict_files(paths)
     return "fadvise"
+
+
+def checkpoint_metric(saves: list, loads: list, checkpoint_bytes: int) -> dict:
+    """DLIO's checkpoint keys of metric{} from combined operations (metrics.formulas.CheckpointOp)."""
+    metric = {}
+    for prefix, ops in (("save", saves), ("load", loads)):
+        if ops:
+            stats = checkpoint_stats(ops)
+            metric |= {f"{prefix}_checkpoint_io_mean_GB_per_second": stats["gbps_mean"],
+                       f"{prefix}_checkpoint_io_stdev_GB_per_second": stats["gbps_stdev"],
+                       f"{prefix}_checkpoint_duration_mean_seconds": stats["duration_mean"],
+                       f"{prefix}_checkpoint_duration_stdev_seconds": stats["duration_stdev"]}
+    metric["checkpoint_size_GB"] = checkpoint_bytes / GiB
+    return metric
+
+
+def combine(per_rank_records: list) -> list:
+    """Per operation i, MLPerf's rule over ranks: slowest rank's duration, all ranks' bytes."""
+    return [checkpoint_op([r["duration"] for r in op], [r["bytes"] for r in op]) for op in zip(*per_rank_records)]
+
+
+def _rank_epoch_stats(rank_result: dict) -> dict:
+    records = {}
+    for kind, runs in (("save_ckpt", rank_result["saves"]), ("load_ckpt", rank_result["loads"])):
+        for i, r in enumerate(runs, 1):
+            rate = r["bytes"] / GiB / r["duration"] if r["duration"] > 0 else 0.0
+            records[f"{kind}{i}"] = (r["start"], r["end"], rate)
+    return {"1": run_summary.epoch_stats(rank_result["start"], rank_result["end"], {}, records)}
 
 
 def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, quiet=False, scale=1.0) -> dict:
@@ -160,34 +180,34 @@ def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, qu
     ranks = ranks or 1
     layout.checkpoint_layout(workload, ranks, scale)  # fail on bad parallelism before starting any rank
     _counts(workload)
-    start = datetime.now()
+    start = time.time()
     per_rank = run_ranks(_rank_checkpoint_only, ranks, workload, scale, drop_caches, quiet)
-    end = datetime.now()
-    saves = metrics.combine([r["saves"] for r in per_rank])
-    loads = metrics.combine([r["loads"] for r in per_rank])
+    end = time.time()
+    saves, loads = combine([r["saves"] for r in per_rank]), combine([r["loads"] for r in per_rank])
     total = sum(r["bytes_per_checkpoint"] for r in per_rank)
-    summary = {
-        "start": start.isoformat(), "end": end.isoformat(),
-        "num_accelerators": ranks, "num_hosts": 1, "hostname": socket.gethostname(),
-        "metric": metrics.summary_metrics(saves, loads, total),
-        "dldriver": {
+    ds = workload.dataset
+    result = run_summary.build_summary(
+        start=start, end=end, num_accelerators=ranks, num_hosts=1, hosts=[system.host_info()],
+        num_files_train=ds.num_files_train, num_files_eval=ds.num_files_eval,
+        num_samples_per_file=ds.num_samples_per_file, data_size_per_host_GB=0.0, epochs=0,
+        metric=checkpoint_metric(saves, loads, total),
+        dldriver={
             "mode": "checkpoint_only",
             "checkpoint_scale": scale,
             "checkpoint_bytes": total,
             "checkpoint_files": sum(r["files"] for r in per_rank),
             "fsync": workload.checkpoint.fsync,
             "drop_caches": per_rank[0]["drop_caches"],
-            "saves": saves, "loads": loads,
+            "saves": [{"seconds": op.seconds, "bytes": op.bytes, "GB_per_second": op.gib_per_second} for op in saves],
+            "loads": [{"seconds": op.seconds, "bytes": op.bytes, "GB_per_second": op.gib_per_second} for op in loads],
             "peak_rss_bytes": max(r["peak_rss_bytes"] for r in per_rank),
             "ranks": per_rank,
-        },
-    }
+        })
     folder = output or workload.output.folder or "output"
-    results.write_run_folder(folder, summary, per_rank)
+    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
     if not quiet:
-        m = summary["metric"]
+        m = result["metric"]
         print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"
               f" GB/s" + (f"; load {m['load_checkpoint_io_mean_GB_per_second']:.3f} GB/s" if loads else "")
               + f"; results in {folder}", file=sys.stderr)
-    return summary
-
+    return result

@@ -27,11 +27,8 @@ class ChunkSource:
     def __init__(self, randomize: bool, seed: int, chunk_bytes: int = CHUNK_BYTES):
         self.chunk_bytes = chunk_bytes
         size = chunk_bytes + _SHIFT
-        if randomize:
-            pool = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
-        else:
-            pool = np.ones(size, dtype=np.uint8)
-        self._pool = memoryview(pool.tobytes())
+        pool = np.random.default_rng(seed).bytes(size) if randomize else b"\x01" * size
+        self._pool = memoryview(pool)
 
     def chunks(self, name: str, nbytes: int):
         """Yield memoryviews that add up to `nbytes`; the same (name, nbytes) always gives the same bytes."""
