@@ -173,3 +173,11 @@ def test_property_sharding_invariants(files, nspf, ranks, batch, fs, ss, epoch, 
     assert_sharded(per_rank, files, nspf, batch)
     if "random" not in (fs, ss):
         assert per_rank == all_ranks(files, nspf, ranks, batch, epoch, fs, ss, seed)
+
+
+def test_coverage_with_capped_steps_expects_the_unread_rest_missing():
+    # 24 samples, 2 ranks x batch 4 -> 3 steps; capped at 2 steps: 2 * 4 * 2 = 16 read, 8 missing
+    per_rank = [epoch_assignment(24, 1, 2, r, 4, 1)[:8] for r in range(2)]
+    assert not coverage(per_rank, 24, 1, 4).ok
+    cov = coverage(per_rank, 24, 1, 4, steps=2)
+    assert cov.ok and cov.expected_missing == 8

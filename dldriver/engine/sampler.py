@@ -142,13 +142,19 @@ class Coverage:
 
 
 def coverage(per_rank: Sequence[Sequence[tuple[int, int]]], num_files: int, samples_per_file: int,
-             batch_size: int) -> Coverage:
-    """Check what all ranks (one list per rank) read in one epoch against drop_last sharding."""
+             batch_size: int, steps: Optional[int] = None) -> Coverage:
+    """Check what all ranks (one list per rank) read in one epoch against drop_last sharding.
+
+    steps: the steps each rank ran when fewer than the full epoch (total_training_steps); the
+    samples nobody was due to read are then expected to be missing too.
+    """
     total = num_files * samples_per_file
     counts = Counter((int(f), int(s)) for reads in per_rank for f, s in reads)
     inside = [p for p in counts if 0 <= p[0] < num_files and 0 <= p[1] < samples_per_file]
     read = sum(counts.values())
-    kept = steps_per_epoch(total, len(per_rank), batch_size) * batch_size * len(per_rank)
+    if steps is None:
+        steps = steps_per_epoch(total, len(per_rank), batch_size)
+    kept = steps * batch_size * len(per_rank)
     return Coverage(total_samples=total, read=read, duplicates=read - len(counts),
                     outside=len(counts) - len(inside), missing=total - len(inside),
                     expected_missing=total - kept)
