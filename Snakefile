@@ -1,0 +1,49 @@
+# dl-driver's benchmark matrix: validate -> generate -> run / checkpoint -> aggregate.
+# Each stage calls the `dldriver` command line; the package knows nothing of Snakemake.
+#   snakemake                      the default matrix on this machine (profiles/default)
+#   snakemake --profile slurm      the same matrix as Slurm jobs (scripts/install-profiles.sh)
+
+from snakemake.utils import min_version, validate
+
+min_version("9")
+
+
+configfile: "configs/config.yaml"
+
+
+validate(config, "configs/schemas/config.schema.yaml")
+
+
+# Jobs find `dldriver` through PATH (rules/common.smk puts the running interpreter's folder first).
+envvars:
+    "PATH",
+
+
+include: "rules/common.smk"
+include: "rules/validate.smk"
+include: "rules/generate.smk"
+include: "rules/run.smk"
+include: "rules/checkpoint.smk"
+include: "rules/aggregate.smk"
+
+
+rule all:
+    input:
+        plans(),
+        REPORT_FILES,
+        f"{REPORT}/verdict.ok" if config["baseline"] else [],
+    default_target: True
+
+
+onstart:
+    start_services()
+
+
+onsuccess:
+    stop_services()
+    print_report_locations()
+
+
+onerror:
+    stop_services()
+    print_report_locations()

@@ -1,0 +1,29 @@
+# Stage 2: one dataset per (workload, backend), shared by every loader, rank count and repetition
+# that reads it. `dldriver generate` skips files its manifest already records, so a rerun after a
+# crash only writes what is missing.
+
+
+rule generate:
+    input:
+        workload=workload_file,
+        plan=f"{OUT}/{{workload}}/plan.json",
+    output:
+        f"{OUT}/{{workload}}/{{backend}}/dataset.json",
+    params:
+        script=f"{SCRIPTS}/manifest.py",
+        overrides=data_args,
+        env=backend_env,
+    log:
+        f"{LOGS}/generate/{{workload}}/{{backend}}.log",
+    conda:
+        "../envs/dldriver.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "({params.env}; "
+        " dldriver generate {input.workload} {params.overrides} --processes {threads} --quiet"
+        " && dldriver verify {input.workload} {params.overrides} --quick"
+        " && python {params.script} {input.workload} {params.overrides} > {output}"
+        ") > {log} 2>&1"
