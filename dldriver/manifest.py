@@ -1,0 +1,71 @@
+"""manifest.json at a dataset's root: what `dldriver generate` wrote, so later runs can check it.
+
+It holds the hash of the dataset-relevant config keys, the format, the generator version, the time, and
+per file its key, size and sha256 (data files also their split, index, samples and record bytes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from dldriver.errors import DatasetError
+
+MANIFEST_KEY = "manifest.json"
+# Bump when the bytes written for a given config change, so older datasets are regenerated, not trusted.
+GENERATOR_VERSION = 1
+# Keys that change no byte of the dataset (where it lives, what happens after a run, DLIO's unused keys).
+_NOT_CONTENT = ("data_folder", "keep_files", "generation_buffer_size", "enable_chunking", "chunk_size",
+                "record_length_bytes_resize")
+_HASH_BLOCK = 64 << 20
+
+
+def dataset_config(workload) -> dict:
+    """The config keys the dataset's bytes depend on: dataset.* (less _NOT_CONTENT) and train.seed."""
+    keys = {k: v for k, v in dataclasses.asdict(workload.dataset).items() if k not in _NOT_CONTENT}
+    return {"dataset": keys, "seed": workload.train.seed}
+
+
+def config_hash(workload) -> str:
+    canonical = json.dumps(dataset_config(workload), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_manifest(storage) -> dict | None:
+    """The dataset's manifest, or None when it has none."""
+    if not storage.exists(MANIFEST_KEY):
+        return None
+    try:
+        manifest = json.loads(storage.get(MANIFEST_KEY))
+        manifest["files"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: unreadable manifest ({err}); "
+                           "run `dldriver generate --force` to rewrite the dataset") from err
+    return manifest
+
+
+def save_manifest(storage, manifest: dict) -> None:
+    storage.put(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode(), fsync=True)
+
+
+def sha256_of(storage, key: str, size: int) -> str:
+    """The sha256 of a stored object, read in bounded pieces."""
+    digest = hashlib.sha256()
+    for offset in range(0, size, _HASH_BLOCK):
+        digest.update(storage.get_range(key, offset, min(_HASH_BLOCK, size - offset)))
+    return digest.hexdigest()
+
+
+def entry_problem(storage, entry: dict, checksums: bool = True) -> str | None:
+    """Why a stored object does not match its manifest entry, or None when it does."""
+    where = storage.key_uri(entry["key"])
+    if not storage.exists(entry["key"]):
+        return f"{where}: missing"
+    size = storage.stat(entry["key"])
+    if size < entry["size"]:
+        return f"{where}: truncated ({size} of {entry['size']} bytes)"
+    if size != entry["size"]:
+        return f"{where}: {size} bytes, the manifest says {entry['size']}"
+    if checksums and sha256_of(storage, entry["key"], size) != entry["sha256"]:
+        return f"{where}: altered (sha256 differs from the manifest)"
+    return None
