@@ -193,6 +193,8 @@ class Workload:
     output: Output = field(default_factory=Output)
     profiling: Profiling = field(default_factory=Profiling)
     metric: Metric = field(default_factory=Metric)
+    # Where the workload was read from: reported, but not a config key, so not part of the config hash.
+    source: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
 
 
 SHUFFLE_MODES = ("off", "seed", "random")

@@ -1,0 +1,146 @@
+"""The derived plan of a workload for a number of ranks: a pure function of the config.
+
+Steps follow DLIO's formula, floor(files * samples_per_file / (batch_size * ranks)), capped by
+train.total_training_steps, without HEAD's file trimming (dlio.md §10): every rank owns floor(T / ranks)
+samples and runs the same number of full batches. Checks that need the rank count (DLIO's world-size
+rules, the step cap) are made here and raise ConfigError.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from dldriver.errors import ConfigError
+
+ITEMSIZE = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
+# DLIO writes three optimizer groups per rank, each of P' parameters followed by one of 5*hidden_size.
+OPTIMIZER_GROUPS = 3
+EXTRA_PER_GROUP = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    ranks: int
+    total_samples_train: int
+    total_samples_eval: int
+    samples_per_rank: int
+    files_per_rank: float
+    steps_per_epoch: int
+    eval_steps_per_epoch: int
+    epochs: int
+    compute_seconds_per_epoch: float
+    eval_seconds_per_epoch: float
+    sample_bytes: float
+    dataset_bytes_train: int
+    dataset_bytes_eval: int
+    dataset_bytes: int
+    model_parameters: int
+    checkpoint_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def derive_plan(workload, ranks: int = 1) -> Plan:
+    """The plan for `ranks` emulated accelerators; ConfigError when the config cannot run on that many."""
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ConfigError(f"ranks: must be an integer >= 1, got {ranks!r}", workload.source)
+    problems = _world_problems(workload, ranks)
+    d, r = workload.dataset, workload.reader
+    total_train = d.num_files_train * d.num_samples_per_file
+    total_eval = d.num_files_eval * d.num_samples_per_file
+    max_steps = total_train // (r.batch_size * ranks)
+    cap = workload.train.total_training_steps
+    steps = min(max_steps, cap) if cap > 0 else max_steps
+    eval_steps = total_eval // (r.batch_size_eval * ranks)
+    if workload.workflow.train:
+        problems += _train_problems(total_train, max_steps, cap, r.batch_size, ranks)
+    if workload.workflow.evaluation and eval_steps == 0:
+        problems.append(f"reader.batch_size_eval: {total_eval} eval samples give no full batch of "
+                        f"{r.batch_size_eval} on each of {ranks} rank(s)")
+    if problems:
+        raise ConfigError(problems, workload.source)
+    size = sample_bytes(workload)
+    params = transformer_parameters(workload) if workload.model.type == "transformer" else 0
+    return Plan(
+        ranks=ranks,
+        total_samples_train=total_train,
+        total_samples_eval=total_eval,
+        samples_per_rank=total_train // ranks,
+        files_per_rank=d.num_files_train / ranks,
+        steps_per_epoch=steps,
+        eval_steps_per_epoch=eval_steps,
+        epochs=workload.train.epochs,
+        compute_seconds_per_epoch=steps * workload.train.computation_time.expected(),
+        eval_seconds_per_epoch=eval_steps * workload.evaluation.eval_time.expected(),
+        sample_bytes=size,
+        dataset_bytes_train=round(total_train * size),
+        dataset_bytes_eval=round(total_eval * size),
+        dataset_bytes=round((total_train + total_eval) * size),
+        model_parameters=params,
+        checkpoint_bytes=checkpoint_bytes(workload, ranks) if workload.workflow.checkpoint else 0,
+    )
+
+
+def sample_bytes(workload) -> float:
+    """Bytes of one sample: prod(record_dims) * itemsize when dims are given, else record_length_bytes."""
+    d = workload.dataset
+    if not d.record_dims:
+        return d.record_length_bytes
+    # DLIO forces image formats to uint8 whatever record_element_type says.
+    itemsize = 1 if d.format in ("jpeg", "png") else np.dtype(d.record_element_type).itemsize
+    return float(math.prod(d.record_dims) * itemsize)
+
+
+def transformer_parameters(workload) -> int:
+    """DLIO's count: 2*V*H + L*(2H + H*(H + 2*dkv) + H^2 + 3*H*F) + H, with dkv = H / heads * kv_heads."""
+    t, layers = workload.model.transformer, workload.model.num_layers
+    h, f, v = t.hidden_size, t.ffn_hidden_size, t.vocab_size
+    dkv = h * t.num_kv_heads // t.num_attention_heads
+    return 2 * v * h + layers * (2 * h + h * (h + 2 * dkv) + h * h + 3 * h * f) + h
+
+
+def checkpoint_bytes(workload, ranks: int) -> int:
+    """Bytes of one checkpoint summed over ranks.
+
+    Flat models: model_size_bytes. Transformers: the model in model_datatype, plus three optimizer groups of
+    all parameters and three of 5*H per optimizer-writing rank in optimizer_datatype. With ZeRO > 0 every
+    data-parallel rank writes optimizer state; with ZeRO 0 only the first tensor*pipeline ranks do.
+    In subset mode this is the checkpoint of the whole emulated tensor * pipeline * data job.
+    """
+    m = workload.model
+    if m.type != "transformer":
+        return m.model_size_bytes
+    params = transformer_parameters(workload)
+    p = m.parallelism
+    model_parallel = p.tensor * p.pipeline
+    world = model_parallel * p.data if workload.checkpoint.mode == "subset" else ranks
+    writers = world if p.zero_stage > 0 else model_parallel
+    extras = writers * OPTIMIZER_GROUPS * EXTRA_PER_GROUP * m.transformer.hidden_size
+    return params * ITEMSIZE[m.model_datatype] + (OPTIMIZER_GROUPS * params + extras) * ITEMSIZE[m.optimizer_datatype]
+
+
+def _world_problems(workload, ranks: int) -> list[str]:
+    p = workload.model.parallelism
+    model_parallel = p.tensor * p.pipeline
+    # DLIO checks this even when checkpointing is off.
+    if ranks % model_parallel:
+        return [f"model.parallelism.tensor * model.parallelism.pipeline = {p.tensor} * {p.pipeline} = "
+                f"{model_parallel} does not divide the {ranks} rank(s); use a multiple of {model_parallel} ranks"]
+    # Subset mode emulates some ranks of a larger tensor * pipeline * data job, never more than all of them.
+    if workload.checkpoint.mode == "subset" and ranks > model_parallel * p.data:
+        return [f"model.parallelism.data: the {ranks} rank(s) exceed the tensor * pipeline * data = "
+                f"{model_parallel * p.data} ranks of the job that subset mode emulates"]
+    return []
+
+
+def _train_problems(total: int, max_steps: int, cap: int, batch: int, ranks: int) -> list[str]:
+    if max_steps == 0:
+        return [f"reader.batch_size: {total} training samples give no full batch of {batch} "
+                f"on each of {ranks} rank(s)"]
+    if cap > max_steps:
+        return [f"train.total_training_steps: {cap} exceeds the {max_steps} steps per epoch that "
+                f"{total} samples give with batch size {batch} on {ranks} rank(s)"]
+    return []

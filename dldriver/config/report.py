@@ -1,0 +1,58 @@
+"""What `dldriver validate` prints: the resolved config and the plan, as a table or as JSON."""
+from __future__ import annotations
+
+import json
+
+from dldriver.config.resolved import config_hash, resolved_dict
+from dldriver.config.uri import checkpoint_uri, dataset_uri
+
+GIB = 1024**3
+
+
+def render_validation(workload, plan, as_json: bool = False) -> str:
+    """JSON {"config", "plan", "config_hash", "source", "storage"}, or a readable two-column table."""
+    data = {
+        "config": resolved_dict(workload),
+        "plan": plan.to_dict(),
+        "config_hash": config_hash(workload),
+        "source": workload.source,
+        "storage": {"dataset_uri": dataset_uri(workload), "checkpoint_uri": checkpoint_uri(workload)},
+    }
+    if as_json:
+        return json.dumps(data, indent=2)
+    rows = [("workload", f"{workload.model.name} ({workload.source})"), ("config hash", data["config_hash"])]
+    rows += [(k, v) for k, v in data["storage"].items()]
+    lines = _table("", rows)
+    lines += _table(f"plan for {plan.ranks} rank(s)", [(k, _show_plan(k, v)) for k, v in data["plan"].items()])
+    lines += _table("resolved config", list(_flatten(data["config"], "")))
+    return "\n".join(lines)
+
+
+def _table(title: str, rows: list) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    head = [f"\n{title}"] if title else []
+    return head + [f"  {k:<{width}}  {_show(v)}" for k, v in rows]
+
+
+def _flatten(data: dict, prefix: str):
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        # Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
+        if isinstance(value, dict) and value and "type" not in value:
+            yield from _flatten(value, path + ".")
+        else:
+            yield path, value
+
+
+def _show_plan(key: str, value):
+    if "bytes" in key and key != "sample_bytes" and value >= GIB:
+        return f"{value} ({value / GIB:.2f} GiB)"
+    if "seconds" in key:
+        return f"{value:.3f}"
+    return value
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "null" if value is None else str(value)

@@ -1,0 +1,31 @@
+"""The resolved config as plain JSON-able data, and its hash (which names a config in result folders)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields, is_dataclass
+
+from dldriver.config.timespec import TimeSpec
+
+
+def resolved_dict(workload) -> dict:
+    """Every key of the workload with its value (defaults filled); time values as their to_dict()."""
+    return _plain(workload)
+
+
+def config_hash(workload) -> str:
+    """16 hex characters of the sha256 of the canonical (sorted, compact) JSON of resolved_dict."""
+    text = json.dumps(resolved_dict(workload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    if isinstance(value, TimeSpec):
+        return value.to_dict()
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if not f.metadata.get("internal")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,98 @@
+"""Where a workload's dataset and checkpoints live, as one normalised URI each.
+
+A folder may be a bare path or carry its own scheme (file://, direct://, s3://bucket/prefix,
+az://container/prefix). DLIO's own form, storage.storage_type + storage.storage_root, maps onto the same
+URIs: for object stores storage_root is the bucket (container) and the folder is the prefix; for local
+files storage_root is a directory the folder is joined to, as DLIO joins them. Relative local paths are
+resolved against the current working directory.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from dldriver.errors import ConfigError
+
+KNOWN_SCHEMES = ("file", "direct", "s3", "az")
+SCHEME_OF_STORAGE = {"local_fs": "file", "direct": "direct", "s3": "s3", "azure": "az"}
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
+
+Problem = tuple[str, str]
+
+
+def dataset_uri(workload) -> str:
+    """The dataset root: `file:///abs`, `direct:///abs`, `s3://bucket/prefix` or `az://container/prefix`."""
+    return _raise_or(_resolve(workload, workload.dataset.data_folder, "dataset.data_folder"))
+
+
+def checkpoint_uri(workload) -> str:
+    """The checkpoint root, in the same forms as dataset_uri."""
+    return _raise_or(_resolve(workload, workload.checkpoint.checkpoint_folder, "checkpoint.checkpoint_folder"))
+
+
+def storage_options(workload) -> dict:
+    """DLIO's storage.storage_options (credentials, endpoint, region...) as a fresh dict."""
+    return dict(workload.storage.storage_options or {})
+
+
+def storage_problems(workload) -> list[Problem]:
+    """Every reason the dataset or checkpoint location cannot be resolved, for the config checker."""
+    found = [_resolve(workload, workload.dataset.data_folder, "dataset.data_folder"),
+             _resolve(workload, workload.checkpoint.checkpoint_folder, "checkpoint.checkpoint_folder")]
+    problems = [p for p in found if isinstance(p, tuple)]
+    return list(dict.fromkeys(problems))  # a bad storage_type would otherwise be named twice
+
+
+def _raise_or(result):
+    if isinstance(result, tuple):
+        raise ConfigError(f"{result[0]}: {result[1]}")
+    return result
+
+
+def _resolve(workload, folder: str, key: str):
+    """A URI string, or a (key path, problem) tuple."""
+    storage_type = workload.storage.storage_type
+    if storage_type not in SCHEME_OF_STORAGE:
+        return ("storage.storage_type",
+                f"{storage_type} has no dl-driver backend; use one of {', '.join(SCHEME_OF_STORAGE)}")
+    match = _URI.match(folder)
+    if not match:
+        return _from_storage(workload, folder, SCHEME_OF_STORAGE[storage_type])
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme not in KNOWN_SCHEMES:
+        known = ", ".join(f"{s}://" for s in KNOWN_SCHEMES)
+        return (key, f"unknown URI scheme {scheme}:// in {folder!r}; known schemes: {known}")
+    # The default local_fs defers to the folder's scheme; any other storage_type must agree with it.
+    if storage_type != "local_fs" and SCHEME_OF_STORAGE[storage_type] != scheme:
+        return (key, f"{scheme}:// does not match storage.storage_type {storage_type}")
+    if scheme in ("file", "direct"):
+        return f"{scheme}://{_absolute(rest)}"
+    return _object_uri(scheme, rest, key, folder)
+
+
+def _from_storage(workload, folder: str, scheme: str):
+    root = workload.storage.storage_root
+    if scheme in ("file", "direct"):
+        return f"{scheme}://{_absolute(os.path.join(root, folder))}"
+    match = _URI.match(root)
+    bucket = match.group(2) if match and match.group(1).lower() == scheme else root
+    bucket = bucket.strip("/")
+    if bucket in ("", "."):
+        what = "bucket" if scheme == "s3" else "container"
+        return ("storage.storage_root", f"must name the {what} for storage.storage_type "
+                                        f"{workload.storage.storage_type}, got {root!r}")
+    prefix = posixpath.normpath("/" + folder).strip("/")
+    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+
+
+def _object_uri(scheme: str, rest: str, key: str, folder: str):
+    bucket, _, prefix = rest.strip("/").partition("/")
+    if not bucket:
+        return (key, f"{folder!r} names no {'bucket' if scheme == 's3' else 'container'}")
+    prefix = posixpath.normpath("/" + prefix).strip("/")
+    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(path or ".")
