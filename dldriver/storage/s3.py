@@ -75,10 +75,12 @@ class S3Storage(Storage):
         from botocore.config import Config
 
         opts = self._opts
-        session = boto3.session.Session(aws_access_key_id=opts.get("access_key_id"),
-                                        aws_secret_access_key=opts.get("secret_access_key"),
-                                        aws_session_token=opts.get("session_token"),
-                                        region_name=self.region)
+        access = opts.get("access_key_id") or os.environ.get("AWS_ACCESS_KEY_ID")
+        secret = opts.get("secret_access_key") or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        # Explicit keys only as a pair; otherwise boto3's own chain (profiles, instance roles) decides.
+        keys = {"aws_access_key_id": access, "aws_secret_access_key": secret,
+                "aws_session_token": opts.get("session_token") or os.environ.get("AWS_SESSION_TOKEN")}
+        session = boto3.session.Session(region_name=self.region, **(keys if access and secret else {}))
         path_style = _flag(opts.get("s3_force_path_style", True))
         config = Config(
             max_pool_connections=max(10, self.threads),

@@ -1,0 +1,169 @@
+"""Detached server processes tracked by a state file: start, readiness wait, stop by pid.
+
+Each service keeps a folder of its own under the state dir: `state.json` (pid, port, endpoint),
+`server.log` (its stdout and stderr) and its data. Servers start in a new session so that they outlive
+the command that started them (one Snakemake rule starts them, another stops them). They are stopped
+by the recorded pid only, after checking that the pid still runs the same program.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from dldriver.errors import ServiceError
+
+STATE_FILE = "state.json"
+LOG_FILE = "server.log"
+
+# Popen handles of the servers this process started, so that stop() can reap them (no zombies in a
+# test session that starts and stops its own servers).
+_children: dict[int, subprocess.Popen] = {}
+
+
+def default_state_dir() -> Path:
+    """$DLDRIVER_SERVICES_DIR, else .services in the repository (or the working folder if installed)."""
+    env = os.environ.get("DLDRIVER_SERVICES_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2]
+    return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / ".services"
+
+
+def service_folder(state_dir, name: str) -> Path:
+    folder = Path(state_dir) if state_dir else default_state_dir()
+    return folder.resolve() / name
+
+
+def read_state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_state(folder: Path, state: dict) -> None:
+    tmp = folder / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    os.replace(tmp, folder / STATE_FILE)
+
+
+def clear_state(folder: Path) -> None:
+    (folder / STATE_FILE).unlink(missing_ok=True)
+
+
+def is_alive(pid: int, marker: str) -> bool:
+    """True if `pid` runs and its command line contains `marker` (guards against a reused pid)."""
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return marker.encode() in f.read()
+    except (OSError, IndexError):
+        return False
+
+
+def running_state(folder: Path, marker: str) -> dict | None:
+    """The recorded state if its server still runs; a stale state file is removed."""
+    state = read_state(folder)
+    if state and is_alive(int(state["pid"]), marker):
+        return state
+    if state:
+        clear_state(folder)
+    return None
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as servers set it: a port with connections in TIME_WAIT still counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports_free(name: str, ports: list[int], env_var: str) -> None:
+    busy = [p for p in ports if port_in_use(p)]
+    if busy:
+        raise ServiceError(f"{name}: port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use by another "
+                           f"program; choose other ports with {env_var}")
+
+
+def spawn(cmd: list[str], folder: Path, env: dict | None = None) -> int:
+    """Start `cmd` detached (own session, output to server.log) and return its pid."""
+    with open(folder / LOG_FILE, "ab") as log:
+        try:
+            proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except OSError as err:
+            raise ServiceError(f"cannot run {cmd[0]}: {err.strerror}") from err
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def log_tail(folder: Path, lines: int = 15) -> str:
+    try:
+        text = (folder / LOG_FILE).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(empty log)"
+
+
+def wait_ready(name: str, pid: int, marker: str, folder: Path, probe, timeout: float) -> None:
+    """Call `probe()` until it returns True; fail with the log tail if the server dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid, marker):
+            clear_state(folder)
+            raise ServiceError(f"{name}: the server exited during start-up; log {folder / LOG_FILE}: "
+                               f"{log_tail(folder)}")
+        if probe():
+            return
+        time.sleep(0.2)
+    stop_pid(pid, marker)
+    clear_state(folder)
+    raise ServiceError(f"{name}: not ready after {timeout:.0f} s; log {folder / LOG_FILE}: {log_tail(folder)}")
+
+
+def stop_pid(pid: int, marker: str, timeout: float = 15.0) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; only if `pid` still runs the expected program."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not is_alive(pid, marker):
+            break
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        if _wait_gone(pid, marker, wait):
+            break
+    if is_alive(pid, marker):
+        raise ServiceError(f"pid {pid} ({marker}) did not exit after SIGTERM and SIGKILL")
+    _children.pop(pid, None)
+
+
+def _wait_gone(pid: int, marker: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(pid, marker):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop_recorded(folder: Path, marker: str) -> dict | None:
+    """Stop the server recorded in `folder`; return the state it had, or None if it was not running."""
+    state = running_state(folder, marker)
+    if state:
+        stop_pid(int(state["pid"]), marker)
+        clear_state(folder)
+    return state
