@@ -1,0 +1,1 @@
+"""The emulation engine: sampler (who reads what), sample source, loop, ranks, and the `run` driver."""

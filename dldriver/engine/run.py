@@ -1,0 +1,221 @@
+"""`dldriver run`: check the dataset, run the emulation loop on every rank, write the run folder.
+
+Rank 0 writes the whole folder (summary.json, {rank}_output.json, {rank}_per_epoch_stats.json, dlio.log)
+into a staged folder that is moved into place only when the run completed; a run that fails leaves no
+summary behind.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from dldriver.engine.dataset import Dataset, open_dataset
+from dldriver.engine.loop import RankPlan, run_epochs
+from dldriver.engine.ranks import Comm, launch, world_size
+from dldriver.engine.sampler import Sampler, fresh_entropy
+from dldriver.errors import ConfigError, DlDriverError
+
+log = logging.getLogger("dldriver")
+FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
+
+
+@dataclass
+class RunSpec:
+    """Everything the ranks share, decided before they start."""
+
+    workload: object
+    dataset: Dataset
+    ranks: int
+    steps: int
+    eval_steps: int
+    output: Path
+    drop_caches: bool
+    quiet: bool
+    checkpoint_scale: float
+
+
+def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
+                 quiet: bool = False, checkpoint_scale: float = 1.0) -> Optional[dict]:
+    """Run a workload; rank 0 returns the summary (None on other ranks and under MPI on them)."""
+    wf = workload.workflow
+    size = world_size(ranks)
+    if not wf.train:
+        if wf.checkpoint:
+            from dldriver.checkpoint import run_checkpoint_only
+
+            return run_checkpoint_only(workload, ranks=size, output=output, drop_caches=drop_caches,
+                                       quiet=quiet, scale=checkpoint_scale)
+        raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
+                          "(datasets are written by `dldriver generate`)")
+    _check_loader(workload.reader.data_loader)
+    if drop_caches and os.geteuid() != 0:
+        raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
+                            "run as root or leave it out")
+    need_eval = wf.evaluation and workload.dataset.num_files_eval > 0
+    dataset = open_dataset(workload, need_eval)
+    steps, eval_steps = _steps(workload, size, need_eval)
+    out = Path(output or workload.output.folder or "output")
+    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale)
+    return launch(functools.partial(_rank_main, spec=spec), size)
+
+
+def _check_loader(name: str) -> None:
+    from dldriver.loaders import LOADERS, UNSUPPORTED
+
+    if name in UNSUPPORTED:
+        raise ConfigError(f"reader.data_loader: {name!r} is not supported: {UNSUPPORTED[name]}")
+    if name not in LOADERS:
+        raise ConfigError(f"reader.data_loader: {name!r} is not one of {', '.join(LOADERS)}")
+
+
+def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
+    """(training steps per epoch per rank, eval steps): the plan's, with total_training_steps applied."""
+    from dldriver.config import derive_plan
+
+    plan = derive_plan(workload, ranks)
+    return plan.steps_per_epoch, plan.eval_steps_per_epoch if need_eval else 0
+
+
+@contextmanager
+def _rank0_folder(comm: Comm, out: Path):
+    """Rank 0 works in a staged run folder (moved into place on success); other ranks in none."""
+    if comm.rank != 0:
+        yield None
+        return
+    from dldriver.metrics.summary import staged_run_folder
+
+    with staged_run_folder(out) as folder:
+        yield folder
+
+
+@contextmanager
+def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
+    """dlio.log in the run folder (rank 0), warnings and progress lines on stderr."""
+    handlers = []
+    console = logging.StreamHandler(sys.stderr)
+    # Other ranks repeat rank 0's warnings (pin_memory, caching): they show errors only.
+    console.setLevel(logging.ERROR if rank != 0 else logging.WARNING if spec.quiet else logging.INFO)
+    console.setFormatter(logging.Formatter(f"[%(levelname)s] rank {rank}: %(message)s" if rank
+                                           else "[%(levelname)s] %(message)s"))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    handlers.append(console)
+    if folder is not None:
+        logfile = logging.FileHandler(folder / spec.workload.output.log_file)
+        logfile.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+        handlers.append(logfile)
+    previous = log.level
+    log.setLevel(logging.INFO)
+    for h in handlers:
+        log.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(previous)
+
+
+def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
+    from dldriver.metrics.system import SystemSampler, host_info
+
+    workload = spec.workload
+    rd = workload.reader
+    shuffled = "random" in (rd.file_shuffle, rd.sample_shuffle)
+    entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
+    with _rank0_folder(comm, spec.output) as folder, _logging(folder, spec, comm.rank):
+        start = time.time()
+        if comm.rank == 0:
+            _announce(spec)
+        plan = RankPlan(
+            epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
+            train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
+            eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
+            if spec.eval_steps else None,
+            drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
+            progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
+        with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
+            records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
+        mine = {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
+                "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
+                "framework": _framework_version(rd.data_loader)}
+        gathered = comm.gather(mine)
+        if comm.rank != 0:
+            return None
+        from dldriver.engine.report import build_report, print_summary, write_report
+
+        report = build_report(spec, gathered, start, time.time(), comm.kind)
+        write_report(folder, report)
+        print_summary(report["summary"], spec.output)
+        return report["summary"]
+
+
+@contextmanager
+def _loaders(spec: RunSpec, comm: Comm):
+    """The train and eval loaders (framework imported here, inside the rank) and the checkpointer."""
+    from dldriver.engine.source import open_source
+    from dldriver.loaders import make_loader
+
+    workload = spec.workload
+    rd = workload.reader
+    train = make_loader(rd.data_loader, open_source(workload, "train", spec.dataset.train_files,
+                                                    spec.dataset.open_storage), rd)
+    evaluation = None
+    checkpointer = None
+    try:
+        if spec.eval_steps:
+            evaluation = make_loader(rd.data_loader, open_source(workload, "valid", spec.dataset.eval_files,
+                                                                 spec.dataset.open_storage), rd)
+        if workload.workflow.checkpoint:
+            from dldriver.checkpoint import Checkpointer
+
+            checkpointer = Checkpointer(workload, comm.rank, comm.size, spec.checkpoint_scale)
+        yield train, evaluation, checkpointer
+    finally:
+        for loader in (train, evaluation):
+            if loader is not None:
+                loader.close()
+
+
+def _cache_dropper(spec: RunSpec):
+    from dldriver.metrics.caching import drop_caches
+
+    if not spec.dataset.local_paths():
+        log.warning("--drop-caches: %s is an object store; its server's cache is out of reach",
+                    spec.dataset.uri)
+    return drop_caches
+
+
+def _announce(spec: RunSpec) -> None:
+    from dldriver.metrics import caching
+    from dldriver.metrics.system import host_info
+
+    ds = spec.workload.dataset
+    size_gb = caching.data_size_per_host_gb(ds.num_files_train, ds.num_samples_per_file,
+                                            ds.record_length_bytes, spec.ranks, spec.ranks)
+    if caching.potential_caching(size_gb, [host_info()["host_memory_GB"]])[0] and not spec.drop_caches:
+        log.warning("the dataset (%.3f GiB per host) fits in this host's memory: epochs after the first "
+                    "may be served from the page cache (potential_caching); use a larger dataset or "
+                    "--drop-caches", size_gb)
+    log.info("Running %s on %d rank(s) with the %s loader from %s", spec.workload.model.name, spec.ranks,
+             spec.workload.reader.data_loader, spec.dataset.uri)
+    log.info("Max steps per epoch: %d", spec.steps)
+
+
+def _framework_version(loader: str) -> dict:
+    module = FRAMEWORK_MODULES.get(loader)
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", module):
+        if name and name in sys.modules:
+            versions[name] = getattr(sys.modules[name], "__version__", "unknown")
+    return versions
+
+
