@@ -39,6 +39,8 @@ class CsvReader(FileReader):
             values = table.to_numpy()
             if values.dtype == object:
                 raise ValueError("non-numeric values")
+            if np.dtype(spec.dtype).kind in "iu" and values.dtype.kind not in "iu":
+                raise ValueError(f"non-integer values for {spec.dtype} samples")
             values = values.astype(spec.dtype)
         self.rows = self.check(values, (spec.num_samples, int(np.prod(spec.shape))), spec.dtype)
 

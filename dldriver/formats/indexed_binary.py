@@ -44,8 +44,9 @@ class IndexedBinaryReader(FileReader):
             self.map = np.memmap(path, dtype=np.uint8, mode="r") if path else None
         end = int((self.offsets + self.sizes).max(initial=0))
         size = len(self.map) if self.map is not None else storage.stat(spec.key)
-        if end > size:
-            raise self.fail(f"truncated: the index ends at byte {end} but the file holds {size}")
+        if end != size:
+            what = "truncated: " if end > size else ""
+            raise self.fail(f"{what}the index describes {end} bytes but the file holds {size}")
 
     def _index(self, suffix: str) -> np.ndarray:
         data = self.get(self.spec.key + suffix)
