@@ -7,6 +7,8 @@ from dldriver.config.resolved import config_hash, resolved_dict
 from dldriver.config.uri import checkpoint_uri, dataset_uri
 
 GIB = 1024**3
+# Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
+TIME_KEYS = ("train.computation_time", "evaluation.eval_time", "reader.preprocess_time")
 
 
 def render_validation(workload, plan, as_json: bool = False) -> str:
@@ -37,8 +39,7 @@ def _table(title: str, rows: list) -> list[str]:
 def _flatten(data: dict, prefix: str):
     for key, value in data.items():
         path = f"{prefix}{key}"
-        # Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
-        if isinstance(value, dict) and value and "type" not in value:
+        if isinstance(value, dict) and value and path not in TIME_KEYS:
             yield from _flatten(value, path + ".")
         else:
             yield path, value

@@ -32,6 +32,7 @@ LIST_ITEMS = {
     "profiling.iostat_devices": "str",
 }
 DTYPE_KEYS = ("dataset.record_element_type", "reader.transformed_record_element_type")
+_BAD = object()  # a value with a problem: the field keeps its default
 
 
 def build_workload(data) -> tuple[Workload, list[Problem]]:
@@ -82,9 +83,8 @@ def _build(cls, data, path: str, problems: list[Problem]):
         if key not in hints:
             problems.append((key_path, _unknown(key, list(hints), path)))
             continue
-        before = len(problems)
         converted = _convert(hints[key], value, key_path, problems)
-        if len(problems) == before:
+        if converted is not _BAD:
             values[key] = converted
     return cls(**values)
 
@@ -97,19 +97,20 @@ def _convert(hint, value, path: str, problems: list[Problem]):
     if hint is TimeSpec:
         spec, found = parse_time(value, path)
         problems += found
-        return spec
+        return _BAD if found else spec
     if is_dataclass(hint):
         return _build(hint, {} if value is None else value, path, problems)
     checker = {bool: _bool, int: _int, float: _float, str: _str, list: _list, dict: _options}[hint]
     problem = checker(value, path)
     if problem:
         problems.append((path, problem))
-        return None
+        return _BAD
     if hint is list and isinstance(value, str):
         value = [value]  # iostat_devices may name one device as a plain string, as in DLIO
     problem = _enum(value, path) or _dtype(value, path)
     if problem:
         problems.append((path, problem))
+        return _BAD
     return float(value) if hint is float else value
 
 
