@@ -1,0 +1,139 @@
+"""Find every run of a matrix and turn each summary.json into one flat row.
+
+A run lives at <workload>/<loader>/<backend>/r<ranks>/rep<k>/summary.json under the matrix folder
+(`checkpoint` stands in the loader's place for checkpoint-only workloads). Nothing is skipped
+silently: a summary.json inside a partial folder (the engine's `<name>.partial-<pid>` or
+`<name>.old-<pid>` while it moves a run into place) or one that cannot be read is reported as a note.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dldriver.metrics.formulas import latency_percentiles
+
+LAYOUT = re.compile(r"^(?P<workload>[^/]+)/(?P<loader>[^/]+)/(?P<backend>[^/]+)"
+                    r"/r(?P<ranks>[0-9]+)/rep(?P<rep>[0-9]+)/summary\.json$")
+PARTIAL = re.compile(r"\.(partial|old)-[0-9]+$")
+# Folders of a matrix that hold no runs: datasets, logs, this module's own output.
+NOT_RUNS = {"data", "logs", "report", "services"}
+
+
+@dataclass
+class Collected:
+    rows: list = field(default_factory=list)          # one dict per run
+    load_seconds: dict = field(default_factory=dict)  # run folder -> per-step load times (all ranks)
+    notes: list = field(default_factory=list)         # every summary.json not taken, and why
+
+
+def collect(results: Path, plans: dict | None = None) -> Collected:
+    """Every run under `results`, sorted by path. `plans`: workload -> plan.json data (AU threshold)."""
+    results = Path(results)
+    found = Collected()
+    for path in sorted(results.rglob("summary.json")):
+        rel = path.relative_to(results).as_posix()
+        if rel.split("/", 1)[0] in NOT_RUNS:
+            continue
+        if any(PARTIAL.search(part) for part in path.relative_to(results).parts[:-1]):
+            found.notes.append(f"{rel}: skipped, an incomplete run (partial folder)")
+            continue
+        match = LAYOUT.match(rel)
+        if not match:
+            found.notes.append(f"{rel}: skipped, not at <workload>/<loader>/<backend>/r<N>/rep<k>/")
+            continue
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            found.notes.append(f"{rel}: skipped, unreadable ({err})")
+            continue
+        keys = match.groupdict()
+        row = run_row(summary, keys, _sidecar(path.parent / "slurm.json"),
+                      (plans or {}).get(keys["workload"]))
+        row["folder"] = str(path.parent.relative_to(results).as_posix())
+        found.rows.append(row)
+        found.load_seconds[row["folder"]] = rank_load_seconds(path.parent)
+    return found
+
+
+def _sidecar(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _num(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _au_threshold(ours: dict, plan: dict | None):
+    """metric.au as a percentage, from the run's resolved config or else the workload's plan.json."""
+    for config in (ours.get("config"), (plan or {}).get("config")):
+        au = ((config or {}).get("metric") or {}).get("au")
+        if _num(au) is not None:
+            return round(float(au) * 100, 9)
+    return None
+
+
+def run_row(summary: dict, keys: dict, slurm: dict, plan: dict | None) -> dict:
+    """One run as a flat row (pure). `keys` come from the path; absent figures are None."""
+    metric = summary.get("metric") or {}
+    ours = summary.get("dldriver") or {}
+    latency = ours.get("load_latency_seconds") or {}
+    versions = ours.get("versions") or {}
+    checkpoint_only = ours.get("mode") == "checkpoint_only" or keys["loader"] == "checkpoint"
+    return {
+        "workload": keys["workload"], "loader": keys["loader"], "backend": keys["backend"],
+        "ranks": int(keys["ranks"]), "rep": int(keys["rep"]),
+        "mode": "checkpoint" if checkpoint_only else "train",
+        "samples_per_second": _num(metric.get("train_throughput_mean_samples_per_second")),
+        "au_percentage": _num(metric.get("train_au_mean_percentage")),
+        "au_threshold_percentage": _au_threshold(ours, plan),
+        "au_meet_expectation": metric.get("train_au_meet_expectation"),
+        "mb_per_second": _num(metric.get("train_io_mean_MB_per_second")),
+        "true_mb_per_second": _num(ours.get("true_MB_per_second")),
+        "load_latency_p50_s": _num(latency.get("p50")),
+        "load_latency_p90_s": _num(latency.get("p90")),
+        "load_latency_p99_s": _num(latency.get("p99")),
+        "load_latency_max_s": _num(latency.get("max")),
+        "save_gb_per_second": _num(metric.get("save_checkpoint_io_mean_GB_per_second")),
+        "save_seconds": _num(metric.get("save_checkpoint_duration_mean_seconds")),
+        "load_gb_per_second": _num(metric.get("load_checkpoint_io_mean_GB_per_second")),
+        "load_seconds": _num(metric.get("load_checkpoint_duration_mean_seconds")),
+        "checkpoint_size_gb": _num(metric.get("checkpoint_size_GB")),
+        "num_accelerators": summary.get("num_accelerators"),
+        "hostname": summary.get("hostname"),
+        "start": summary.get("start"),
+        "end": summary.get("end"),
+        "dldriver_version": ours.get("version"),
+        "versions": "; ".join(f"{k}={v}" for k, v in sorted(versions.items())) or None,
+        "config_hash": ours.get("config_hash"),
+        "slurm_job_id": str(slurm["job_id"]) if slurm.get("job_id") else None,
+        "slurm_ntasks": slurm.get("ntasks"),
+    }
+
+
+def rank_load_seconds(folder: Path) -> list:
+    """Per-step load times of every rank's training blocks ({rank}_output.json, DLIO's layout)."""
+    times = []
+    for path in sorted(folder.glob("*_output.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for epoch in data.values():
+            if isinstance(epoch, dict) and isinstance(epoch.get("load"), dict):
+                for phase, values in epoch["load"].items():
+                    if phase != "eval":
+                        times.extend(float(v) for v in values)
+    return times
+
+
+def fill_latency(row: dict, load_seconds: list) -> None:
+    """Latency percentiles from the per-step files when the summary does not carry them."""
+    if row["load_latency_p50_s"] is None and load_seconds:
+        pct = latency_percentiles(load_seconds)
+        for name in ("p50", "p90", "p99", "max"):
+            row[f"load_latency_{name}_s"] = pct[name]
