@@ -7,7 +7,6 @@ from typing import Callable, Optional
 
 from dldriver.errors import DatasetError
 
-MANIFEST = "manifest.json"
 GENERATE_HINT = "run `dldriver generate` with the same config and overrides first"
 
 
@@ -37,16 +36,16 @@ def open_dataset(workload, need_eval: bool) -> Dataset:
     """The workload's dataset, checked against its manifest (or discovered without one)."""
     from dldriver.config.uri import dataset_uri, storage_options
     from dldriver.formats.layout import dataset_files, discover_files
+    from dldriver.manifest import load_manifest
 
     uri = dataset_uri(workload)
     factory = functools.partial(_open, uri, storage_options(workload))
     storage = factory()
     splits = ["train", "valid"] if need_eval else ["train"]
-    manifest = None
-    if storage.exists(MANIFEST):
-        from dldriver.generate import load_manifest, verify_dataset
+    manifest = load_manifest(storage)
+    if manifest is not None:
+        from dldriver.generate import verify_dataset
 
-        manifest = load_manifest(storage)
         problems = verify_dataset(workload, checksums=False)
         if problems:
             shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
