@@ -14,7 +14,7 @@ from dldriver.formats.layout import dataset_files
 from dldriver.loaders import make_loader
 from dldriver.storage import open_storage
 
-from run_helpers import FORMATS, LOADERS, make_dataset, workload_doc
+from test_run_helpers import FORMATS, LOADERS, make_dataset, workload_doc
 
 
 @pytest.fixture(scope="module")
