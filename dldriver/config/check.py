@@ -99,6 +99,7 @@ def check_workload(workload, bad_paths) -> list[Problem]:
     if ksm is not None and not _touches("checkpoint.ksm", bad_paths):
         for name, (ok, text) in KSM_RANGES.items():
             problems += _range(f"checkpoint.ksm.{name}", getattr(ksm, name), ok, text)
+    bad_paths = set(bad_paths) | {path for path, _ in problems}
     for paths, fn in RULES:
         if not any(_touches(p, bad_paths) for p in paths):
             problems += list(fn(workload))
