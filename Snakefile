@@ -8,7 +8,11 @@ from snakemake.utils import min_version, validate
 min_version("9")
 
 
-configfile: "configs/config.yaml"
+# The default matrix, unless --configfile names another: Snakemake would merge the two, mixing
+# their workloads and backends.
+if not workflow.overwrite_configfiles:
+
+    configfile: "configs/config.yaml"
 
 
 validate(config, "configs/schemas/config.schema.yaml")

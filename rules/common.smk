@@ -176,22 +176,32 @@ def _needed_services():
     return [s for s in config.get("services", []) if s in used]
 
 
+# Servers this invocation started; one the user had already running is left running at the end.
+_STARTED = []
+
+
 def start_services():
     for service in _needed_services():
         env_file = Path(service_env_file(service))
         env_file.parent.mkdir(parents=True, exist_ok=True)
         log = Path(f"{LOGS}/services/{service}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
-        with open(env_file, "w") as out, open(log, "a") as err:
-            subprocess.run(["dldriver", "services", "start", service], stdout=out, stderr=err, check=True)
-        print(f"dl-driver: {service} server started ({env_file})")
+        with open(log, "a") as err:
+            running = subprocess.run(["dldriver", "services", "status", service],
+                                     stdout=err, stderr=err).returncode == 0
+            with open(env_file, "w") as out:
+                subprocess.run(["dldriver", "services", "start", service], stdout=out, stderr=err, check=True)
+        if not running:
+            _STARTED.append(service)
+        print(f"dl-driver: {service} server {'in use' if running else 'started'} ({env_file})")
 
 
 def stop_services():
-    for service in _needed_services():
-        log = Path(f"{LOGS}/services/{service}.log")
-        with open(log, "a") as err:
+    for service in _STARTED:
+        with open(f"{LOGS}/services/{service}.log", "a") as err:
             subprocess.run(["dldriver", "services", "stop", service], stdout=err, stderr=err, check=False)
+        print(f"dl-driver: {service} server stopped")
+    for service in _needed_services():
         Path(service_env_file(service)).unlink(missing_ok=True)
 
 

@@ -68,11 +68,10 @@ def cell_table(rows) -> list:
             d = describe(r.get(metric) for r in runs)
             for stat in STATS:
                 cell[f"{metric}_{stat}"] = d[stat]
-        cell["au_threshold_percentage"] = runs[0].get("au_threshold_percentage")
-        if cell["mode"] == "train":
-            cell["au_meet_expectation"] = au_verdict(cell["au_percentage_mean"], cell["au_threshold_percentage"])
-        else:
-            cell["au_meet_expectation"] = None
+        # AU and its threshold mean nothing for a checkpoint-only cell: no accelerator computes.
+        train = cell["mode"] == "train"
+        cell["au_threshold_percentage"] = runs[0].get("au_threshold_percentage") if train else None
+        cell["au_meet_expectation"] = au_verdict(cell["au_percentage_mean"], cell["au_threshold_percentage"])
         cell["config_hash"] = _single(r.get("config_hash") for r in runs)
         table.append(cell)
     return table
