@@ -20,12 +20,19 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
 
 
+def minimum_ranks(workload) -> int:
+    """The smallest world size a workload's model parallelism allows (tensor x pipeline)."""
+    parallelism = workload.model.parallelism
+    return max(1, parallelism.tensor * parallelism.pipeline)
+
+
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.report import render_validation
 
     workload = load_workload(args.config, args.overrides)
-    plan = derive_plan(workload, ranks=args.ranks)
+    ranks = args.ranks or minimum_ranks(workload)
+    plan = derive_plan(workload, ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
     return 0
 
@@ -110,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Load a DLIO workload, check every key, fill DLIO's defaults and print the plan. "
                                    "Exit 0 when valid, 2 with every problem when not.")
     _add_config(p)
-    p.add_argument("--ranks", type=int, default=1, help="emulated accelerators the plan is computed for (default 1)")
+    p.add_argument("--ranks", type=int, default=None,
+                   help="emulated accelerators the plan is computed for (default: the smallest world size the "
+                        "model's parallelism allows, tensor x pipeline, which is 1 for data-parallel workloads)")
     p.add_argument("--json", action="store_true", help="print the resolved config and plan as JSON")
     p.set_defaults(func=_cmd_validate)
 
@@ -171,7 +180,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except DlDriverError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
