@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 _POLY = 0x82F63B78          # reflected Castagnoli polynomial
-_LANES = 32768              # parallel chunks per numpy step: enough to amortise numpy's per-call cost
+_LANES = 65536              # parallel chunks per numpy step: enough to amortise numpy's per-call cost
 _MIN_CHUNK = 64
 
 
@@ -51,8 +51,11 @@ def _tables_from_columns(cols: np.ndarray) -> np.ndarray:
 
 
 def _apply(tables: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (tables[0][x & 0xFF] ^ tables[1][(x >> 8) & 0xFF]
-            ^ tables[2][(x >> 16) & 0xFF] ^ tables[3][x >> 24])
+    # np.take with intp indices: plain fancy indexing would first convert uint32 indices, a pass more.
+    out = np.take(tables[0], (x & 0xFF).astype(np.intp))
+    for k in (1, 2, 3):
+        out ^= np.take(tables[k], ((x >> (8 * k)) & 0xFF).astype(np.intp))
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,13 +87,21 @@ def crc32c_rows(rows: np.ndarray) -> np.ndarray:
     while chunks * 2 * num_rows <= _LANES and n // (chunks * 2) >= _MIN_CHUNK:
         chunks *= 2
     words = -(-n // (4 * chunks))
-    padded = np.zeros((num_rows, chunks * words * 4), dtype=np.uint8)
-    padded[:, padded.shape[1] - n:] = rows
+    if chunks * words * 4 == n:
+        padded = np.ascontiguousarray(rows)
+    else:
+        padded = np.zeros((num_rows, chunks * words * 4), dtype=np.uint8)
+        padded[:, padded.shape[1] - n:] = rows
     steps = np.ascontiguousarray(padded.view("<u4").reshape(num_rows * chunks, words).T)
-    state = np.zeros(num_rows * chunks, dtype=np.uint32)
+    lanes = num_rows * chunks
+    state = np.zeros(lanes, dtype=np.uint32)
+    lo, hi = np.empty(lanes, dtype=np.intp), np.empty(lanes, dtype=np.intp)
     for w in steps:
         state ^= w
-        state = _LO[state & 0xFFFF] ^ _HI[state >> 16]
+        np.bitwise_and(state, 0xFFFF, out=lo, casting="unsafe")
+        np.right_shift(state, 16, out=hi, casting="unsafe")
+        state = np.take(_LO, lo)
+        state ^= np.take(_HI, hi)
     state = state.reshape(num_rows, chunks)
     length = 4 * words
     while state.shape[1] > 1:
