@@ -11,7 +11,6 @@ import sys
 import time
 
 from dldriver.checkpoint import layout
-from dldriver.checkpoint.ranks import run_ranks
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
@@ -92,7 +91,18 @@ def _counts(workload) -> tuple[int, int]:
     return writes, reads
 
 
-def _rank_checkpoint_only(rank, world, barrier, workload, scale, drop_caches, quiet):
+class _Barrier:
+    """The `.wait()` the Checkpointer takes, over the engine's Comm."""
+
+    def __init__(self, comm):
+        self.comm = comm
+
+    def wait(self):
+        self.comm.barrier()
+
+
+def _rank_checkpoint_only(comm, workload, scale, drop_caches, quiet):
+    rank, world, barrier = comm.rank, comm.size, _Barrier(comm)
     start = time.time()
     ck = Checkpointer(workload, rank, world, scale)
     writes, reads = _counts(workload)
@@ -176,12 +186,27 @@ def _rank_epoch_stats(rank_result: dict) -> dict:
 
 
 def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, quiet=False, scale=1.0) -> dict:
-    """Run a checkpoint-only workload on `ranks` processes; write and return its summary (DLIO's keys)."""
-    ranks = ranks or 1
-    layout.checkpoint_layout(workload, ranks, scale)  # fail on bad parallelism before starting any rank
+    """Run a checkpoint-only workload on `ranks` processes (or the srun/mpiexec world); write its run folder.
+
+    Returns the summary (DLIO's keys) on rank 0, None on the other ranks of an MPI launch.
+    """
+    from dldriver.engine.ranks import launch, world_size
+
+    layout.checkpoint_layout(workload, world_size(ranks), scale)  # fail on bad parallelism before any rank starts
     _counts(workload)
     start = time.time()
-    per_rank = run_ranks(_rank_checkpoint_only, ranks, workload, scale, drop_caches, quiet)
+
+    def rank_main(comm):
+        per_rank = comm.gather(_rank_checkpoint_only(comm, workload, scale, drop_caches, quiet))
+        if comm.rank == 0:
+            return _finish(workload, per_rank, start, output, quiet, scale)
+        return None
+
+    return launch(rank_main, ranks)
+
+
+def _finish(workload, per_rank, start, output, quiet, scale) -> dict:
+    ranks = len(per_rank)
     end = time.time()
     saves, loads = combine([r["saves"] for r in per_rank]), combine([r["loads"] for r in per_rank])
     total = sum(r["bytes_per_checkpoint"] for r in per_rank)
