@@ -59,8 +59,9 @@ def clear_state(folder: Path) -> None:
 def is_alive(pid: int, marker: str) -> bool:
     """True if `pid` runs and its command line contains `marker` (guards against a reused pid)."""
     child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        return False
+    if child is not None:
+        # Our own child: ask it directly (just after exec, /proc/PID/cmdline may still read empty).
+        return child.poll() is None
     try:
         with open(f"/proc/{pid}/stat") as f:
             if f.read().rsplit(")", 1)[1].split()[0] == "Z":

@@ -1,0 +1,121 @@
+"""Shared fixtures: real SeaweedFS (S3) and Azurite (Azure Blob) servers.
+
+They start through dldriver.services, the same code as `dldriver services start`, on free test-only
+ports and a temporary state dir, so that they run beside a demo instance on the default ports.
+A server that cannot start fails the tests that need it, with its log tail: nothing is skipped.
+"""
+from __future__ import annotations
+
+import random
+import uuid
+
+import pytest
+
+from dldriver import services
+from dldriver.errors import ServiceError
+from dldriver.services import process, seaweedfs
+
+S3_PORT_SPAN = 10  # weed mini opens ten consecutive ports from the S3 port (services/seaweedfs.py)
+
+
+def free_port_block(size: int) -> int:
+    """The first port of `size` consecutive ports that are free on 127.0.0.1."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 60000 - size)
+        if not any(process.port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports found on 127.0.0.1")
+
+
+def unique_name(prefix: str) -> str:
+    """A bucket / container name valid on S3 and Azure (lowercase letters, digits, hyphens)."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def _start(start, state_dir, port):
+    try:
+        return start(state_dir, port=port)
+    except ServiceError as err:
+        pytest.fail(f"local server did not start: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def services_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def s3_env(services_dir):
+    """The S3 variables (AWS_ENDPOINT_URL, keys, region) of the session's SeaweedFS, set in os.environ."""
+    env = _start(services.start_s3, services_dir, free_port_block(S3_PORT_SPAN))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            yield env
+    finally:
+        services.stop_s3(services_dir)
+
+
+@pytest.fixture(scope="session")
+def azure_env(services_dir):
+    """AZURE_STORAGE_CONNECTION_STRING of the session's Azurite, set in os.environ."""
+    env = _start(services.start_azure, services_dir, free_port_block(1))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            yield env
+    finally:
+        services.stop_azure(services_dir)
+
+
+@pytest.fixture
+def s3_uri(s3_env):
+    """A fresh, empty bucket: 's3://name'."""
+    from dldriver.storage.s3 import S3Storage
+
+    bucket = unique_name("t")
+    S3Storage(bucket).create_bucket()
+    return f"s3://{bucket}"
+
+
+@pytest.fixture
+def az_uri(azure_env):
+    """A fresh, empty container: 'az://name'."""
+    from dldriver.storage.azure import AzureStorage
+
+    container = unique_name("t")
+    AzureStorage(container).create_container()
+    return f"az://{container}"
+
+
+class PrivateS3:
+    """A SeaweedFS of one test's own, which the test may stop and start again (fault tests).
+
+    `options` are storage_options that point a storage at it without touching os.environ.
+    """
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.port = free_port_block(S3_PORT_SPAN)
+        self.options = {"endpoint_url": seaweedfs.endpoint(self.port), "access_key_id": seaweedfs.DEV_ACCESS_KEY,
+                        "secret_access_key": seaweedfs.DEV_SECRET_KEY, "region": seaweedfs.REGION}
+
+    def start(self) -> dict:
+        return _start(services.start_s3, self.state_dir, self.port)
+
+    def stop(self) -> bool:
+        return services.stop_s3(self.state_dir)
+
+
+@pytest.fixture
+def private_s3(tmp_path):
+    """A started PrivateS3 (its data persists across stop/start), stopped after the test."""
+    server = PrivateS3(tmp_path / "private-services")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
