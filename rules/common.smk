@@ -23,7 +23,7 @@ def _check_references(cfg):
             problems.append(f"backends.{name}.service: {service!r} is not in services "
                             f"({', '.join(cfg['services'])}); list it or drop the key")
     if problems:
-        raise ValueError("configs/config.yaml:\n  {}".format("\n  ".join(problems)))
+        raise ValueError("config:\n  {}".format("\n  ".join(problems)))
 
 
 _check_references(config)
@@ -154,7 +154,8 @@ def backend_env(wildcards):
         lines.append(f'[ -s {env} ] || {{ echo "{env} missing: the {service} server was not started" >&2; exit 1; }}')
         lines.append(f". {env}")
     for var in be.get("env", []):
-        lines.append(f'[ -n "${{{var}:-}}" ] || {{ echo "backend {wildcards.backend} needs ${var}" >&2; exit 1; }}')
+        # Single quotes: the message names the variable and never shows a value.
+        lines.append(f"[ -n \"${{{var}:-}}\" ] || {{ echo 'backend {wildcards.backend} needs {var}' >&2; exit 1; }}")
     return "; ".join(lines) or ":"
 
 
