@@ -10,10 +10,11 @@ import hashlib
 import json
 
 from dldriver.errors import DatasetError
+from dldriver.storage.base import MissingObjectError
 
 MANIFEST_KEY = "manifest.json"
 # Bump when the bytes written for a given config change, so older datasets are regenerated, not trusted.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Keys that change no byte of the dataset (where it lives, what happens after a run, DLIO's unused keys).
 _NOT_CONTENT = ("data_folder", "keep_files", "generation_buffer_size", "enable_chunking", "chunk_size",
                 "record_length_bytes_resize")
@@ -59,9 +60,10 @@ def sha256_of(storage, key: str, size: int) -> str:
 def entry_problem(storage, entry: dict, checksums: bool = True) -> str | None:
     """Why a stored object does not match its manifest entry, or None when it does."""
     where = storage.key_uri(entry["key"])
-    if not storage.exists(entry["key"]):
+    try:
+        size = storage.stat(entry["key"])
+    except MissingObjectError:
         return f"{where}: missing"
-    size = storage.stat(entry["key"])
     if size < entry["size"]:
         return f"{where}: truncated ({size} of {entry['size']} bytes)"
     if size != entry["size"]:

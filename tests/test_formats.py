@@ -13,8 +13,8 @@ from PIL import Image
 
 from dldriver.errors import FormatError
 from dldriver.formats import FORMAT_NAMES, get_format
-from dldriver.formats.crc32c import crc32c, crc32c_rows
 from dldriver.formats.layout import dataset_files
+from dldriver.formats.tfrecord import masked_crc
 from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload
 
@@ -115,12 +115,10 @@ def test_npz_zip_compression_is_compressed(tmp_path):
         assert z.getinfo("x.npy").compress_type == zipfile.ZIP_DEFLATED
 
 
-def test_crc32c_known_values():
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(b"") == 0
-    assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros
-    rows = np.frombuffer(bytes(range(32)) * 3, dtype=np.uint8).reshape(3, 32)
-    assert list(crc32c_rows(rows)) == [0x46DD794E] * 3  # RFC 3720 B.4: 0x00..0x1f
+def test_masked_crc32c_matches_tensorflow_framing():
+    # The two CRCs of TensorFlow's TFRecordWriter for the record b"abcd": its length field, its data.
+    assert masked_crc((4).to_bytes(8, "little")) == 0x04524542
+    assert masked_crc(b"abcd") == 0xB6E61068
 
 
 @pytest.mark.parametrize("fmt", [f for f in FORMAT_NAMES if f != "synthetic"])

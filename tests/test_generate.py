@@ -41,7 +41,7 @@ def test_parallel_generation_is_reproducible(tmp_path, fmt):
     assert verify_dataset(w) == []
 
 
-def test_resume_rewrites_only_missing_and_damaged_files(tmp_path):
+def test_resume_rewrites_only_missing_and_truncated_files(tmp_path):
     w = workload(tmp_path, "dataset.format=tfrecord", *ARGS)
     generate_dataset(w, processes=2, progress=False)
     storage = data_storage(tmp_path)
@@ -49,7 +49,7 @@ def test_resume_rewrites_only_missing_and_damaged_files(tmp_path):
     gone, damaged = dataset_files(w, "train")[0].key, dataset_files(w, "valid")[1].key
     storage.delete(gone)
     good = storage.get(damaged)
-    storage.put(damaged, good[:-1] + bytes([good[-1] ^ 1]))
+    storage.put(damaged, good[:-1])
     after_damage = _mtimes(tmp_path)
     generate_dataset(w, processes=2, progress=False)
     after = _mtimes(tmp_path)
@@ -58,6 +58,21 @@ def test_resume_rewrites_only_missing_and_damaged_files(tmp_path):
     index = {f"index/{k.split('/')[0]}/{os.path.basename(k)}.idx" for k in (gone, damaged)}
     assert changed == {gone, damaged} | index
     assert storage.get(damaged) == good and set(after) == set(before)
+    assert verify_dataset(w) == []
+
+
+def test_resume_trusts_sizes_and_leaves_content_checks_to_verify(tmp_path):
+    w = workload(tmp_path, *ARGS)
+    generate_dataset(w, processes=1, progress=False)
+    storage = data_storage(tmp_path)
+    key = dataset_files(w, "train")[2].key
+    good = storage.get(key)
+    storage.put(key, good[:-1] + bytes([good[-1] ^ 1]))
+    generate_dataset(w, processes=1, progress=False)
+    assert storage.get(key) != good
+    problems = verify_dataset(w)
+    assert len(problems) == 1 and key in problems[0] and "altered" in problems[0]
+    generate_dataset(w, processes=1, progress=False, force=True)
     assert verify_dataset(w) == []
 
 

@@ -22,11 +22,20 @@ def file_rng(spec) -> np.random.Generator:
     return np.random.default_rng([spec.seed, _SPLIT_CODE[spec.split], spec.index])
 
 
+def random_bytes(rng: np.random.Generator, nbytes: int) -> np.ndarray:
+    """nbytes random bytes as a uint8 array, straight from the bit generator's 64-bit words.
+
+    Generator.bytes() yields the same bytes but runs about 6x slower (it draws 32 bits at a time).
+    """
+    words = rng.bit_generator.random_raw(-(-nbytes // 8)).astype("<u8", copy=False)
+    return words.view(np.uint8)[:nbytes]
+
+
 def iter_random_bytes(rng: np.random.Generator, nbytes: int):
     """nbytes random bytes in RANDOM_BLOCK pieces (drawn the same way whether joined or streamed)."""
     while nbytes > 0:
         n = min(nbytes, RANDOM_BLOCK)
-        yield rng.bytes(n)
+        yield random_bytes(rng, n).data
         nbytes -= n
 
 
@@ -35,13 +44,12 @@ def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     dt = np.dtype(dtype)
     count = math.prod(shape)
     if dt.kind in "iu":
-        raw = b"".join(iter_random_bytes(rng, count * dt.itemsize))
-        return np.frombuffer(raw, dtype=dt).reshape(shape)
+        return random_bytes(rng, count * dt.itemsize).view(dt).reshape(shape)
     if dt.kind == "f":
         work = np.float64 if dt.itemsize > 4 else np.float32
         return rng.random(count, dtype=work).astype(dt, copy=False).reshape(shape)
     if dt.kind == "b":
-        return (rng.integers(0, 2, count, dtype=np.uint8) == 1).reshape(shape)
+        return (random_bytes(rng, count) & 1).view(np.bool_).reshape(shape)
     raise FormatError(f"record_element_type {dt.name} is not supported: use an integer, float or bool type")
 
 

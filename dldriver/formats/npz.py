@@ -1,9 +1,16 @@
 """npz: `np.savez(x=records, y=labels)`, x of shape (*sample_shape, num_samples) -- samples on the LAST
 axis, as DLIO writes it -- and y the num_samples zero labels. compression: zip writes savez_compressed
-(DLIO means to, but its enum comparison never matches, §10)."""
+(DLIO means to, but its enum comparison never matches, §10).
+
+The archive is written here with zipfile rather than by np.savez: the same layout (x.npy and y.npy, each
+a .npy header and the raw array, zip64 as savez forces it), but each array goes into the zip in one write
+with no intermediate copies, and the entries carry a fixed timestamp, where savez stamps the current
+time, so that the same seed gives the same bytes on every rerun.
+"""
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 
@@ -14,13 +21,28 @@ def records(spec) -> np.ndarray:
     return random_array(file_rng(spec), (*spec.shape, spec.num_samples), spec.dtype)
 
 
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)   # the earliest time a zip entry can hold
+
+
+def _add_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    """Add `name`.npy as np.savez does (format 1.0 header, then the C-ordered data)."""
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+    info.compress_type = archive.compression
+    info.external_attr = 0o600 << 16     # the mode zipfile gives entries opened by name, as savez's are
+    with archive.open(info, "w", force_zip64=True) as entry:
+        np.lib.format.write_array_header_1_0(entry, np.lib.format.header_data_from_array_1_0(array))
+        entry.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
 class NpzFormat(Format):
     name = "npz"
 
     def write_file(self, spec) -> dict[str, bytes]:
+        compression = zipfile.ZIP_DEFLATED if spec.compression == "zip" else zipfile.ZIP_STORED
         buf = io.BytesIO()
-        save = np.savez_compressed if spec.compression == "zip" else np.savez
-        save(buf, x=records(spec), y=np.zeros(spec.num_samples, dtype=np.int64))
+        with zipfile.ZipFile(buf, "w", compression=compression, allowZip64=True) as archive:
+            _add_array(archive, "x", records(spec))
+            _add_array(archive, "y", np.zeros(spec.num_samples, dtype=np.int64))
         return {spec.key: buf.getvalue()}
 
     def open_file(self, storage, spec) -> FileReader:

@@ -3,15 +3,15 @@
 CRC-32C of the data. Plus DALI's index `index/{split}/{basename}.idx` ("offset length" per record).
 
 Written without TensorFlow: every Example of a file has the same length, so the protobuf header and
-trailer are built once and the records of a file are laid out as rows of one array whose CRCs are computed
-together (crc32c.py).
+trailer are built once and the records of a file are laid out as rows of one array. The CRCs come from
+the `crc32c` package (SSE4.2 / ARMv8 CRC instructions, over 10 GB/s; a numpy version managed ~300 MB/s).
 """
 from __future__ import annotations
 
+import crc32c
 import numpy as np
 
 from dldriver.formats.base import FileReader, Format, file_rng, random_array
-from dldriver.formats.crc32c import crc32c_rows, masked
 
 _LEN = 2  # protobuf wire type of length-delimited fields
 
@@ -50,6 +50,12 @@ def example_parts(sample_bytes: int) -> tuple[bytes, bytes]:
     return prefix, _field(1, size_entry)
 
 
+def masked_crc(data) -> int:
+    """TFRecord's masked CRC-32C: rotate right by 15 bits and add a constant (mod 2**32)."""
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def index_key(spec) -> str:
     return f"index/{spec.split}/{spec.basename}.idx"
 
@@ -63,14 +69,14 @@ class TfrecordFormat(Format):
         data_len = len(prefix) + nbytes + len(suffix)
         images = random_array(file_rng(spec), (n, *spec.shape), spec.dtype).reshape(n, -1).view(np.uint8)
         rec = np.empty((n, 16 + data_len), dtype=np.uint8)
-        length = np.array([data_len], dtype="<u8").view(np.uint8)
-        rec[:, 0:8] = length
-        rec[:, 8:12] = masked(crc32c_rows(length.reshape(1, 8))).astype("<u4").view(np.uint8)
+        rec[:, 0:8] = np.array([data_len], dtype="<u8").view(np.uint8)
+        rec[:, 8:12] = np.array([masked_crc(rec[0, 0:8])], dtype="<u4").view(np.uint8)
         body = rec[:, 12:12 + data_len]
         body[:, :len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         body[:, len(prefix):len(prefix) + nbytes] = images
         body[:, len(prefix) + nbytes:] = np.frombuffer(suffix, dtype=np.uint8)
-        rec[:, 12 + data_len:] = masked(crc32c_rows(body)).astype("<u4").view(np.uint8).reshape(n, 4)
+        crcs = np.array([masked_crc(row) for row in body], dtype="<u4")
+        rec[:, 12 + data_len:] = crcs.view(np.uint8).reshape(n, 4)
         step = rec.shape[1]
         index = "".join(f"{i * step} {step}\n" for i in range(n)).encode()
         return {spec.key: rec.tobytes(), index_key(spec): index}
@@ -170,12 +176,10 @@ class TfrecordReader(FileReader):
             rec = memoryview(self.get_range(self.spec.key, offset, length))
         if len(rec) != length or length < 16:
             raise self.fail(f"record {i} truncated: {len(rec)} of {length} bytes")
-        arr = np.frombuffer(rec, dtype=np.uint8)
         if int(np.frombuffer(rec[:8], dtype="<u8")[0]) != length - 16:
             raise self.fail(f"record {i} length field does not match the index")
-        checks = [(arr[:8], rec[8:12], "length"), (arr[12:-4], rec[-4:], "data")]
-        for part, stored, what in checks:
-            if int(masked(crc32c_rows(part.reshape(1, -1)))[0]) != int(np.frombuffer(stored, "<u4")[0]):
+        for part, stored, what in ((rec[:8], rec[8:12], "length"), (rec[12:-4], rec[-4:], "data")):
+            if masked_crc(part) != int.from_bytes(stored, "little"):
                 raise self.fail(f"record {i} {what} CRC mismatch")
         return rec[12:-4]
 
