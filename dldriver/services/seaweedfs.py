@@ -82,7 +82,7 @@ def _probe(port: int) -> bool:
 
     client = boto3.client("s3", endpoint_url=endpoint(port), aws_access_key_id=DEV_ACCESS_KEY,
                           aws_secret_access_key=DEV_SECRET_KEY, region_name=REGION,
-                          config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2))
+                          config=Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2))
     try:
         client.list_buckets()
     except (BotoCoreError, ClientError):

@@ -84,7 +84,7 @@ class S3Storage(Storage):
         path_style = _flag(opts.get("s3_force_path_style", True))
         config = Config(
             max_pool_connections=max(10, self.threads),
-            retries={"mode": opts.get("s3_retry_mode", "standard"), "max_attempts": self.max_attempts},
+            retries={"mode": opts.get("s3_retry_mode", "standard"), "total_max_attempts": self.max_attempts},
             s3={"addressing_style": "path" if path_style else "auto"},
             connect_timeout=float(opts.get("connect_timeout", 10)),
             read_timeout=float(opts.get("read_timeout", 60)),

@@ -1,0 +1,80 @@
+"""Azure specifics against Azurite: credentials from an account URL and key, container creation on
+write, and one clear error naming the URI for each failure."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from conftest import free_port_block, unique_name
+from dldriver.errors import StorageError
+from dldriver.services import azurite
+from dldriver.storage import MissingContainerError, open_storage
+
+
+def _port(azure_env) -> str:
+    return re.search(r"127\.0\.0\.1:(\d+)", azure_env["AZURE_STORAGE_CONNECTION_STRING"]).group(1)
+
+
+def test_account_url_and_key_from_the_environment(az_uri, azure_env, monkeypatch):
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", f"http://127.0.0.1:{_port(azure_env)}/{azurite.ACCOUNT}")
+    monkeypatch.setenv("AZURE_STORAGE_KEY", azurite.ACCOUNT_KEY)
+    storage = open_storage(az_uri)
+    storage.put("k", b"v")
+    assert storage.list() == ["k"]
+
+
+def test_no_credentials(monkeypatch):
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(StorageError, match="^az://c: no Azure credentials"):
+        open_storage("az://c").get("k")
+
+
+def test_put_creates_a_missing_container(azure_env):
+    storage = open_storage(f"az://{unique_name('new')}/data")
+    storage.put("a.bin", b"abc")
+    with storage.open_writer("b.bin") as writer:
+        writer.write(b"def")
+    assert storage.get("a.bin") + storage.get("b.bin") == b"abcdef"
+
+
+def test_missing_container_is_an_error_for_reads(azure_env):
+    storage = open_storage(f"az://{unique_name('absent')}/p")
+    for call in (lambda: storage.get("k"), lambda: storage.stat("k"), lambda: storage.list(),
+                 lambda: storage.get_range("k", 0, 1)):
+        with pytest.raises(MissingContainerError,
+                           match=rf"^{re.escape(storage.uri)}.*: container '.*' does not exist"):
+            call()
+
+
+def test_wrong_key_names_uri_and_hides_key(az_uri, azure_env):
+    wrong = "A" * 86 + "=="
+    conn = azure_env["AZURE_STORAGE_CONNECTION_STRING"].replace(azurite.ACCOUNT_KEY, wrong)
+    storage = open_storage(az_uri, {"connection_string": conn})
+    for call in (lambda: storage.get("k"), lambda: storage.put("k", b"x"), lambda: storage.list()):
+        with pytest.raises(StorageError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(az_uri) and "credentials refused" in message
+        assert wrong not in message and azurite.ACCOUNT_KEY not in message
+
+
+def test_unreachable_endpoint_is_quick_and_clear():
+    port = free_port_block(1)
+    storage = open_storage("az://c/p", {"connection_string": azurite.connection_string(port),
+                                        "azure_max_attempts": 2, "connect_timeout": 1})
+    start = time.monotonic()
+    with pytest.raises(StorageError, match=rf"^az://c/p/k: cannot reach the Azure endpoint "
+                                           rf"http://127.0.0.1:{port}/{azurite.ACCOUNT} after 2 attempt\(s\)"):
+        storage.get("k")
+    assert time.monotonic() - start < 10
+
+
+def test_client_settings(azure_env):
+    storage = open_storage("az://c", threads=24)
+    transport = storage.client._pipeline._transport._transport  # the SDK wraps our transport once
+    assert transport.connection_config.data_block_size >= 1 << 20  # not the SDK's slow 4 KiB default
+    assert transport.session.get_adapter("http://x")._pool_maxsize == 24

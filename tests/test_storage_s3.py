@@ -1,0 +1,102 @@
+"""S3 specifics against SeaweedFS: paginated listing and batch deletes, bucket creation on write,
+aborted multipart uploads, and one clear error naming the URI for each failure."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import free_port_block, unique_name
+from dldriver.errors import StorageError
+from dldriver.storage import MissingContainerError, open_storage
+
+MiB = 1 << 20
+
+
+def test_listing_and_deleting_past_one_page(s3_uri):
+    storage = open_storage(s3_uri, threads=8)
+    keys = [f"train/{i // 100}/s_{i:04d}.bin" for i in range(1005)]  # S3 pages hold 1000 keys
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: storage.put(k, b"x"), keys))
+    assert storage.list() == sorted(keys)
+    assert storage.list("train/3/") == [k for k in keys if k.startswith("train/3/")]
+    storage.delete_prefix("train/")  # two DeleteObjects batches
+    assert storage.list() == []
+
+
+def test_put_creates_a_missing_bucket(s3_env):
+    storage = open_storage(f"s3://{unique_name('new')}/data")
+    storage.put("a.bin", b"abc")
+    assert storage.get("a.bin") == b"abc"
+
+
+def test_streamed_writer_into_a_missing_bucket(s3_env):
+    storage = open_storage(f"s3://{unique_name('new')}", {"s3_part_size": 5 * MiB})
+    data = os.urandom(11 * MiB)
+    with storage.open_writer("ckpt/model.pt") as writer:
+        writer.write(data)
+    assert storage.get("ckpt/model.pt") == data
+
+
+def test_missing_bucket_is_an_error_for_reads(s3_env):
+    storage = open_storage(f"s3://{unique_name('absent')}/p")
+    for call in (lambda: storage.get("k"), lambda: storage.stat("k"), lambda: storage.list(),
+                 lambda: storage.get_range("k", 0, 1)):
+        with pytest.raises(MissingContainerError, match=rf"^{re.escape(storage.uri)}.*: bucket '.*' does not exist"):
+            call()
+    assert not storage.exists("k")
+
+
+def test_aborted_writer_leaves_no_upload(s3_uri):
+    storage = open_storage(s3_uri, {"s3_part_size": 5 * MiB})
+    with pytest.raises(KeyError):
+        with storage.open_writer("x.bin") as writer:
+            writer.write(os.urandom(6 * MiB))
+            raise KeyError("stop")
+    assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+    assert storage.list() == []
+
+
+def test_wrong_secret_names_uri_and_hides_secret(s3_uri):
+    storage = open_storage(s3_uri, {"secret_access_key": "not-the-secret-1234"})
+    for call in (lambda: storage.get("k"), lambda: storage.put("k", b"x"), lambda: storage.list()):
+        with pytest.raises(StorageError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(s3_uri) and "SignatureDoesNotMatch" in message
+        assert "not-the-secret-1234" not in message and os.environ["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+def test_unknown_access_key(s3_uri):
+    storage = open_storage(s3_uri, {"access_key_id": "nobody", "secret_access_key": "x"})
+    with pytest.raises(StorageError, match=rf"^{re.escape(s3_uri)}/k: credentials refused"):
+        storage.get("k")
+
+
+def test_unreachable_endpoint_is_quick_and_clear():
+    port = free_port_block(1)  # nothing listens there
+    storage = open_storage("s3://b/p", {"endpoint_url": f"http://127.0.0.1:{port}", "access_key_id": "a",
+                                        "secret_access_key": "b", "s3_max_attempts": 2, "connect_timeout": 1})
+    start = time.monotonic()
+    with pytest.raises(StorageError, match=rf"^s3://b/p/k: cannot reach the S3 endpoint http://127.0.0.1:{port} "
+                                           r"after 2 attempt\(s\)"):
+        storage.get("k")
+    assert time.monotonic() - start < 10
+
+
+def test_child_shares_the_client(s3_uri):
+    storage = open_storage(s3_uri)
+    storage.put("a/b/c", b"1")
+    child = storage.child("a").child("b")
+    assert child.uri == f"{s3_uri}/a/b" and child.get("c") == b"1" and child.client is storage.client
+
+
+def test_client_settings(s3_env):
+    storage = open_storage("s3://b", {"s3_max_attempts": "7", "s3_retry_mode": "adaptive"}, threads=32)
+    config = storage.client.meta.config
+    assert config.max_pool_connections == 32
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 7}
+    assert config.s3["addressing_style"] == "path"
