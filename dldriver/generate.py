@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.errors import DatasetError
@@ -42,6 +43,10 @@ def _part(key: str, size: int, digest: str) -> dict:
     return {"key": key, "size": size, "sha256": digest}
 
 
+def _sha256(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _write(storage, spec) -> list[dict]:
     """Write one dataset file (and its index files); their manifest entries, the data file's first."""
     fmt = get_format(spec.format)
@@ -57,10 +62,14 @@ def _write(storage, spec) -> list[dict]:
                     size += len(chunk)
             parts.append(_part(key, size, digest.hexdigest()))
     else:
-        for key, data in fmt.write_file(spec).items():
-            # Only the data file is fsynced: index files are tiny and `verify` checks every part's sha256.
-            storage.put(key, data, fsync=key == spec.key)
-            parts.append(_part(key, len(data), hashlib.sha256(data).hexdigest()))
+        # The sha256 runs in a thread while put writes and fsyncs or uploads (hashlib and I/O both release
+        # the GIL), so the checksum costs little wall time.
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            for key, data in fmt.write_file(spec).items():
+                digest = hasher.submit(_sha256, data)
+                # Only the data file is fsynced: index files are tiny and `verify` checks every sha256.
+                storage.put(key, data, fsync=key == spec.key)
+                parts.append(_part(key, len(data), digest.result()))
     parts.sort(key=lambda p: p["key"] != spec.key)
     parts[0].update(split=spec.split, index=spec.index, samples=spec.num_samples,
                     record_bytes=spec.sample_bytes, shape=list(spec.shape), dtype=spec.dtype)
