@@ -6,7 +6,6 @@ A server that cannot start fails the tests that need it, with its log tail: noth
 """
 from __future__ import annotations
 
-import random
 import uuid
 
 import pytest
@@ -15,17 +14,8 @@ from dldriver import services
 from dldriver.errors import ServiceError
 from dldriver.services import process, seaweedfs
 
-S3_PORT_SPAN = 10  # weed mini opens ten consecutive ports from the S3 port (services/seaweedfs.py)
-
-
-def free_port_block(size: int) -> int:
-    """The first port of `size` consecutive ports that are free on 127.0.0.1."""
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(20000, 60000 - size)
-        if not any(process.port_in_use(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no {size} consecutive free ports found on 127.0.0.1")
+S3_PORT_SPAN = seaweedfs.PORT_SPAN
+free_port_block = process.free_port_block
 
 
 def unique_name(prefix: str) -> str:

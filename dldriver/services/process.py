@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -91,6 +92,16 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive ports free on 127.0.0.1 (for instances beside the default ones)."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 60000 - size)
+        if not any(port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise ServiceError(f"no {size} consecutive free ports found on 127.0.0.1")
 
 
 def check_ports_free(name: str, ports: list[int], env_var: str) -> None:
