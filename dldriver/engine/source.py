@@ -76,13 +76,18 @@ class SampleSource:
         self.account(result.nbytes, 1)
         return result.data
 
-    def fetch(self, file_idx: int, sample_idx: int) -> Read:
-        """The decoded sample with its cost, without counting it (for workers in other processes)."""
+    def fetch(self, file_idx: int, sample_idx: int, out: np.ndarray | None = None) -> Read:
+        """The decoded sample with its cost, without counting it (for workers in other processes).
+
+        With `out` (a batch slot: C-contiguous, of sample_layout's shape and dtype) the sample is written
+        there and Read.data is `out`: readers that have read_sample_into (npz, npy) read straight into
+        it, the others' sample is copied in. read_type "memory" always decodes through the kept reader.
+        """
         start = time.perf_counter()
         reader, fresh = self._reader(file_idx)
         before = 0 if fresh else reader.bytes_read
         try:
-            data = reader.read_sample(sample_idx)
+            data = self._decode(reader, file_idx, sample_idx, out)
         except DlDriverError:
             raise
         except Exception as err:  # any decoder failure: name the file, not the library's internals
@@ -92,6 +97,29 @@ class SampleSource:
         nbytes = reader.bytes_read - before
         self._preprocess()
         return Read(np.asarray(data), nbytes, time.perf_counter() - start)
+
+    def _decode(self, reader, file_idx: int, sample_idx: int, out):
+        if out is None:
+            return reader.read_sample(sample_idx)
+        into = getattr(reader, "read_sample_into", None)
+        if into is not None and self.read_type != "memory":
+            into(sample_idx, out)
+            return out
+        data = np.asarray(reader.read_sample(sample_idx))
+        if data.shape != out.shape or data.dtype != out.dtype:
+            raise FormatError(f"{self.name(file_idx)}: sample {sample_idx} decodes to {data.dtype}"
+                              f"{list(data.shape)}, the config expects {out.dtype}{list(out.shape)}")
+        out[...] = data
+        return out
+
+    def sample_layout(self, file_indices) -> tuple[tuple, np.dtype] | None:
+        """(shape, dtype) shared by the samples of these files, from the config; None when they differ
+        (record_length_bytes_stdev draws a size per file) and a batch of them stays ragged."""
+        layouts = {(self.files[f].shape, self.files[f].dtype) for f in set(file_indices)}
+        if len(layouts) != 1:
+            return None
+        shape, dtype = layouts.pop()
+        return tuple(shape), np.dtype(dtype)
 
     def account(self, nbytes: int, samples: int) -> None:
         with self._lock:
@@ -158,18 +186,6 @@ class SampleSource:
         """Close this thread's open readers."""
         for idx in list(self._readers()):
             self._forget(idx)
-
-
-def collate(arrays: Sequence[np.ndarray]):
-    """One array for a batch of equal shapes (np.stack); a list when shapes differ.
-
-    Samples of one workload differ in shape when record_length_bytes_stdev draws a size per file
-    (unet3d does); those batches stay ragged rather than being resized as DLIO does.
-    """
-    first = arrays[0].shape
-    if all(a.shape == first for a in arrays):
-        return np.stack(arrays)
-    return list(arrays)
 
 
 def open_source(workload, split: str, files: Sequence, storage_factory: Callable[[], object],

@@ -5,7 +5,8 @@ import io
 
 import numpy as np
 
-from dldriver.formats.base import FileReader, Format
+from dldriver.formats.base import Format
+from dldriver.formats.npyparse import ArrayFileReader, npy_layout
 from dldriver.formats.npz import records
 
 
@@ -21,21 +22,11 @@ class NpyFormat(Format):
         return NpyReader(storage, spec)
 
 
-class NpyReader(FileReader):
+class NpyReader(ArrayFileReader):
     format_name = "npy"
 
-    def __init__(self, storage, spec):
-        super().__init__(storage, spec)
-        data = self.get(spec.key)
-        with self.decoding():
-            x = np.load(io.BytesIO(data), allow_pickle=False)
-            if not isinstance(x, np.ndarray):
-                raise ValueError("an npz archive, not a single array")
-        self.x = self.check(x, (*spec.shape, spec.num_samples), spec.dtype)
-
-    def read_sample(self, i: int) -> np.ndarray:
-        self.check_index(i)
-        return self.x[..., i]
+    def _layout(self, head):
+        return npy_layout(head)
 
 
 FORMAT = NpyFormat()

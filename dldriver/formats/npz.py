@@ -16,7 +16,8 @@ import zipfile
 
 import numpy as np
 
-from dldriver.formats.base import FileReader, Format, file_rng, random_array
+from dldriver.formats.base import Format, file_rng, random_array
+from dldriver.formats.npyparse import ArrayFileReader, npy_layout, stored_member_start, zip_complete
 
 
 def records(spec) -> np.ndarray:
@@ -65,20 +66,23 @@ class NpzFormat(Format):
         return NpzReader(storage, spec)
 
 
-class NpzReader(FileReader):
+class NpzReader(ArrayFileReader):
+    """x.npy read in place when it is the archive's first entry, stored (np.savez); np.load otherwise."""
+
     format_name = "npz"
 
-    def __init__(self, storage, spec):
-        super().__init__(storage, spec)
-        data = self.get(spec.key)
-        with self.decoding():
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                x = archive["x"]
-        self.x = self.check(x, (*spec.shape, spec.num_samples), spec.dtype)
+    def _layout(self, head):
+        start = stored_member_start(head, "x.npy")
+        return None if start is None else npy_layout(head, start)
 
-    def read_sample(self, i: int) -> np.ndarray:
-        self.check_index(i)
-        return self.x[..., i]
+    def _whole_layout(self, data):
+        if not zip_complete(data):
+            raise ValueError("truncated: no end of central directory record")
+        return self._layout(data)
+
+    def _load(self, data):
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return archive["x"]
 
 
 FORMAT = NpzFormat()

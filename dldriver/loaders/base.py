@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from dldriver.engine.source import SampleSource, collate
+import numpy as np
+
+from dldriver.engine.source import SampleSource
 
 Key = tuple[int, int]
 
@@ -33,11 +35,22 @@ def prefetch_factor(prefetch_size: int, read_threads: int) -> int:
     return max(1, math.ceil(prefetch_size / max(1, read_threads)))
 
 
-def read_batch(source: SampleSource, keys: Sequence[Key]) -> Batch:
-    """Read and decode one batch in the calling thread; data is numpy (stacked, or a list if ragged)."""
-    reads = [source.fetch(f, s) for f, s in keys]
-    return Batch(collate([r.data for r in reads]), [tuple(k) for k in keys],
-                 sum(r.nbytes for r in reads), [r.seconds for r in reads])
+def read_batch(source: SampleSource, keys: Sequence[Key], empty: Callable = np.empty) -> Batch:
+    """Read and decode one batch in the calling thread, each sample straight into its slot of one batch
+    array made by `empty(shape, dtype)` (numpy's, or a framework's whose memory numpy can view), so that
+    the batch is assembled with no copy beyond the read itself. Samples of different shapes
+    (record_length_bytes_stdev draws a size per file, as unet3d does) come as a list, one array each,
+    rather than being resized as DLIO does."""
+    keys = [tuple(k) for k in keys]
+    layout = source.sample_layout([f for f, _ in keys])
+    if layout is not None:
+        data = empty((len(keys), *layout[0]), layout[1])
+        slots = np.asarray(data)
+    else:
+        data = [empty(*source.sample_layout([f])) for f, _ in keys]
+        slots = [np.asarray(d) for d in data]
+    reads = [source.fetch(f, s, slot) for (f, s), slot in zip(keys, slots)]
+    return Batch(data, keys, sum(r.nbytes for r in reads), [r.seconds for r in reads])
 
 
 class Loader:
