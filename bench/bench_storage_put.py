@@ -60,10 +60,10 @@ def timed(put, objects: list[bytes], threads: int) -> float:
 def ensure_servers(stack: ExitStack, backends: list[str]) -> None:
     state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-services-")))
     if "s3" in backends and not os.environ.get("AWS_ENDPOINT_URL"):
-        os.environ.update(services.start_s3(state, port=free_port_block(PORT_SPAN)))
+        os.environ.update(services.start_s3(state, port=free_port_block(PORT_SPAN), attached=True))
         stack.callback(services.stop_s3, state)
     if "azure" in backends and not os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
-        os.environ.update(services.start_azure(state, port=free_port_block(1)))
+        os.environ.update(services.start_azure(state, port=free_port_block(1), attached=True))
         stack.callback(services.stop_azure, state)
 
 

@@ -25,7 +25,8 @@ def unique_name(prefix: str) -> str:
 
 def _start(start, state_dir, port):
     try:
-        return start(state_dir, port=port)
+        # attached: a test run killed by a timeout takes its servers with it.
+        return start(state_dir, port=port, attached=True)
     except ServiceError as err:
         pytest.fail(f"local server did not start: {err}", pytrace=False)
 

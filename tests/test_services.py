@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,3 +112,21 @@ def test_default_state_dir(monkeypatch, tmp_path):
     assert process.default_state_dir() == tmp_path
     monkeypatch.delenv("DLDRIVER_SERVICES_DIR")
     assert process.default_state_dir().name == ".services"
+
+
+def test_attached_servers_die_with_a_killed_parent(tmp_path):
+    """A test session killed by a timeout (SIGKILL, no teardown) must not leave its servers behind."""
+    code = (f"from dldriver.services import azurite\n"
+            f"print(azurite.start({str(tmp_path)!r}, port={free_port_block(1)}, attached=True)['pid'], flush=True)\n"
+            f"import time; time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        assert process.is_alive(pid, azurite.MARKER)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while process.is_alive(pid, azurite.MARKER) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process.is_alive(pid, azurite.MARKER)

@@ -21,14 +21,17 @@ def _names(which: str) -> list[str]:
     return list(SERVICES) if which == "all" else [which]
 
 
-def start_s3(state_dir=None, port: int | None = None, timeout: float = 60) -> dict[str, str]:
-    """Start SeaweedFS (idempotent) and return the environment that points clients at it."""
-    return seaweedfs.env_for(seaweedfs.start(state_dir, port, timeout)["port"])
+def start_s3(state_dir=None, port: int | None = None, timeout: float = 60, attached: bool = False) -> dict[str, str]:
+    """Start SeaweedFS (idempotent) and return the environment that points clients at it.
+
+    `attached`: the server also stops when this process dies (test sessions); see process.spawn."""
+    return seaweedfs.env_for(seaweedfs.start(state_dir, port, timeout, attached)["port"])
 
 
-def start_azure(state_dir=None, port: int | None = None, timeout: float = 60) -> dict[str, str]:
+def start_azure(state_dir=None, port: int | None = None, timeout: float = 60,
+                attached: bool = False) -> dict[str, str]:
     """Start Azurite (idempotent) and return the environment that points clients at it."""
-    return azurite.env_for(azurite.start(state_dir, port, timeout)["port"])
+    return azurite.env_for(azurite.start(state_dir, port, timeout, attached)["port"])
 
 
 def stop_s3(state_dir=None) -> bool:

@@ -75,7 +75,7 @@ def status(state_dir=None) -> dict | None:
     return process.running_state(process.service_folder(state_dir, NAME), MARKER)
 
 
-def start(state_dir=None, port: int | None = None, timeout: float = 60) -> dict:
+def start(state_dir=None, port: int | None = None, timeout: float = 60, attached: bool = False) -> dict:
     """Start Azurite unless it already runs; return its state."""
     folder = process.service_folder(state_dir, NAME)
     running = process.running_state(folder, MARKER)
@@ -86,7 +86,7 @@ def start(state_dir=None, port: int | None = None, timeout: float = 60) -> dict:
     (folder / "data").mkdir(parents=True, exist_ok=True)
     cmd = [find_azurite(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(folder / "data"),
            "--skipApiVersionCheck", "--disableProductStyleUrl", "--disableTelemetry", "--silent"]
-    pid = process.spawn(cmd, folder)
+    pid = process.spawn(cmd, folder, attached=attached)
     state = {"pid": pid, "port": port, "endpoint": endpoint(port), "folder": str(folder)}
     process.write_state(folder, state)
     process.wait_ready(NAME, pid, MARKER, folder, lambda: _probe(port), timeout)

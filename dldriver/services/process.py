@@ -7,6 +7,7 @@ by the recorded pid only, after checking that the pid still runs the same progra
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 from dldriver.errors import ServiceError
 
 STATE_FILE = "state.json"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 LOG_FILE = "server.log"
 
 # Popen handles of the servers this process started, so that stop() can reap them (no zombies in a
@@ -111,12 +113,24 @@ def check_ports_free(name: str, ports: list[int], env_var: str) -> None:
                            f"program; choose other ports with {env_var}")
 
 
-def spawn(cmd: list[str], folder: Path, env: dict | None = None) -> int:
-    """Start `cmd` detached (own session, output to server.log) and return its pid."""
+def _die_with_parent():
+    """A preexec_fn that makes the kernel send SIGTERM to the child when its parent dies (Linux)."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, called in the child
+    return lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], folder: Path, env: dict | None = None, attached: bool = False) -> int:
+    """Start `cmd` in its own session, output to server.log, and return its pid.
+
+    By default the server outlives this process (the CLI starts it, a later command stops it).
+    `attached` servers (a test session's) are also terminated when this process dies, even by SIGKILL,
+    so that a killed test run never leaves servers behind.
+    """
     with open(folder / LOG_FILE, "ab") as log:
         try:
             proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent() if attached else None)
         except OSError as err:
             raise ServiceError(f"cannot run {cmd[0]}: {err.strerror}") from err
     _children[proc.pid] = proc

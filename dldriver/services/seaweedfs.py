@@ -99,7 +99,7 @@ def status(state_dir=None) -> dict | None:
     return process.running_state(process.service_folder(state_dir, NAME), MARKER)
 
 
-def start(state_dir=None, port: int | None = None, timeout: float = 60) -> dict:
+def start(state_dir=None, port: int | None = None, timeout: float = 60, attached: bool = False) -> dict:
     """Start SeaweedFS unless it already runs; return its state."""
     folder = process.service_folder(state_dir, NAME)
     running = process.running_state(folder, MARKER)
@@ -114,7 +114,7 @@ def start(state_dir=None, port: int | None = None, timeout: float = 60) -> dict:
     # would bring back old ports: the command line is the only source of truth.
     (folder / "data" / "mini.options").unlink(missing_ok=True)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": DEV_SECRET_KEY}
-    pid = process.spawn(_command(find_weed(), folder, ports), folder, env)
+    pid = process.spawn(_command(find_weed(), folder, ports), folder, env, attached)
     state = {"pid": pid, "port": port, "endpoint": endpoint(port), "folder": str(folder)}
     process.write_state(folder, state)
     process.wait_ready(NAME, pid, MARKER, folder, lambda: _probe(port), timeout)
