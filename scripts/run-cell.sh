@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Run one benchmark cell: `dldriver run|checkpoint` with N ranks into FOLDER.
 #   usage: run-cell.sh RANKS FOLDER run|checkpoint WORKLOAD.yaml [OVERRIDE ...] [OPTION ...]
-# Under Slurm, a job given N tasks starts its N ranks with srun; the engine joins them with MPI
-# (mpi4py over the venv's MPICH), which needs Slurm's PMI-2 (DLDRIVER_SRUN_MPI to choose another,
-# e.g. pmix). Elsewhere the engine starts its own N rank processes. Inside a Slurm job it leaves
-# slurm.json beside summary.json so that the aggregate can prove which job produced the run.
+# Inside a Slurm job (submitted with N tasks by the profile) the N ranks are started with srun and the
+# engine joins them with MPI (mpi4py over the venv's MPICH), which needs Slurm's PMI-2
+# (DLDRIVER_SRUN_MPI to choose another, e.g. pmix). Elsewhere the engine starts its own N processes.
+# The Slurm plugin strips SLURM_NTASKS & co. from the job's environment (only SLURM_JOB_ID stays), so
+# the job's facts for slurm.json come from the controller itself.
 set -euo pipefail
 ranks=$1 folder=$2 command=$3
 shift 3
 
-if [ "$ranks" -gt 1 ] && [ "${SLURM_NTASKS:-0}" -ge "$ranks" ]; then
-  srun --ntasks="$ranks" --mpi="${DLDRIVER_SRUN_MPI:-pmi2}" --kill-on-bad-exit=1 dldriver "$command" "$@" --output "$folder" --quiet
+if [ "$ranks" -gt 1 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+  srun --ntasks="$ranks" --mpi="${DLDRIVER_SRUN_MPI:-pmi2}" --kill-on-bad-exit=1 \
+    dldriver "$command" "$@" --output "$folder" --quiet
 else
   dldriver "$command" "$@" --ranks "$ranks" --output "$folder" --quiet
 fi
 
+# slurm.json beside summary.json: which Slurm job produced this run (read by `dldriver aggregate`).
 if [ -n "${SLURM_JOB_ID:-}" ]; then
+  job=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null || true)
+  field() { tr ' ' '\n' <<<"$job" | sed -n "s/^$1=//p" | head -1; }
+  ntasks=$(field NumTasks)
   printf '{"job_id": "%s", "ntasks": %s, "nodelist": "%s", "partition": "%s", "cluster": "%s"}\n' \
-    "$SLURM_JOB_ID" "${SLURM_NTASKS:-1}" "${SLURM_JOB_NODELIST:-}" "${SLURM_JOB_PARTITION:-}" \
-    "${SLURM_CLUSTER_NAME:-}" > "$folder/slurm.json"
+    "$SLURM_JOB_ID" "${ntasks:-null}" "$(field NodeList)" "$(field Partition)" "${SLURM_CLUSTER_NAME:-}" \
+    > "$folder/slurm.json"
 fi

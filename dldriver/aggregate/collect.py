@@ -104,6 +104,7 @@ def run_row(summary: dict, keys: dict, slurm: dict, plan: dict | None) -> dict:
         "load_seconds": _num(metric.get("load_checkpoint_duration_mean_seconds")),
         "checkpoint_size_gb": _num(metric.get("checkpoint_size_GB")),
         "num_accelerators": summary.get("num_accelerators"),
+        "rank_sync": ours.get("rank_sync"),
         "hostname": summary.get("hostname"),
         "start": summary.get("start"),
         "end": summary.get("end"),
