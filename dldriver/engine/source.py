@@ -51,6 +51,8 @@ class SampleSource:
         self.uri = getattr(self._storage, "uri", "")
         self.bytes_read = 0
         self.samples_read = 0
+        # The one (shape, dtype) of every sample, or None (sizes drawn per file): batches ask per batch.
+        self._layout = _common_layout(self.files)
 
     def __getstate__(self):
         # spawn/forkserver workers get a copy without live clients; they re-open the storage.
@@ -115,11 +117,9 @@ class SampleSource:
     def sample_layout(self, file_indices) -> tuple[tuple, np.dtype] | None:
         """(shape, dtype) shared by the samples of these files, from the config; None when they differ
         (record_length_bytes_stdev draws a size per file) and a batch of them stays ragged."""
-        layouts = {(self.files[f].shape, self.files[f].dtype) for f in set(file_indices)}
-        if len(layouts) != 1:
-            return None
-        shape, dtype = layouts.pop()
-        return tuple(shape), np.dtype(dtype)
+        if self._layout is not None:
+            return self._layout
+        return _common_layout(self.files[f] for f in set(file_indices))
 
     def account(self, nbytes: int, samples: int) -> None:
         with self._lock:
@@ -186,6 +186,11 @@ class SampleSource:
         """Close this thread's open readers."""
         for idx in list(self._readers()):
             self._forget(idx)
+
+
+def _common_layout(specs) -> tuple[tuple, np.dtype] | None:
+    layouts = {(tuple(spec.shape), np.dtype(spec.dtype)) for spec in specs}
+    return layouts.pop() if len(layouts) == 1 else None
 
 
 def open_source(workload, split: str, files: Sequence, storage_factory: Callable[[], object],

@@ -26,6 +26,9 @@ _NPY_MAGIC = b"\x93NUMPY"
 _HEADER_LENGTH = {1: struct.Struct("<H"), 2: struct.Struct("<I")}   # by .npy major version
 _END_MAGIC = b"PK\x05\x06"
 _END_SEARCH = 22 + 65535    # the end record, after at most a 64 KiB comment
+# Where the data of x started in the last file read in place, per (reader class, shape, dtype): the next
+# file most likely has the same headers, and then one preadv reads headers and data together.
+_DATA_OFFSETS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -176,16 +179,19 @@ class ArrayFileReader(FileReader):
             os.close(fd)
 
     def _read_fd(self, fd: int, out: np.ndarray) -> bool:
+        flat = out.reshape(-1).view(np.uint8)
+        kind = (type(self), self._shape, self.spec.dtype)
+        guess = _DATA_OFFSETS.get(kind)
+        if guess is not None and self._read_guessed(fd, flat, guess):
+            return True
         try:
             head = os.pread(fd, HEAD_BYTES, 0)
             layout = self._layout(head)
         except (OSError, ValueError):
             return False
-        if (layout is None or layout.shape != self._shape or layout.dtype != np.dtype(self.spec.dtype)
-                or layout.fortran_order or layout.nbytes != out.nbytes):
+        if not self._fits(layout, flat):
             return False
         self.bytes_read += len(head)
-        flat = out.reshape(-1).view(np.uint8)
         known = head[layout.offset:layout.offset + layout.nbytes]
         flat[:len(known)] = np.frombuffer(known, np.uint8)
         rest = layout.nbytes - len(known)
@@ -195,4 +201,23 @@ class ArrayFileReader(FileReader):
             if got != rest:
                 raise self.fail(f"truncated: {layout.offset + layout.nbytes} bytes expected, "
                                 f"the file ends at {len(head) + got}")
+        _DATA_OFFSETS[kind] = layout.offset
         return True
+
+    def _read_guessed(self, fd: int, flat: np.ndarray, offset: int) -> bool:
+        """Headers and data in one preadv, the data straight into `flat`, when this file's data starts
+        at `offset` as the last file's of the same kind did (the files of a dataset share a layout);
+        the header read is then checked as carefully as on the slower path."""
+        head = bytearray(offset)
+        try:
+            got = os.preadv(fd, [head, flat], 0)
+            layout = self._layout(head)
+        except (OSError, ValueError):
+            return False
+        self.bytes_read += got
+        return got == offset + len(flat) and self._fits(layout, flat) and layout.offset == offset
+
+    def _fits(self, layout: NpyLayout | None, flat: np.ndarray) -> bool:
+        """Whether the file holds x as the config describes it, its bytes fitting the caller's buffer."""
+        return (layout is not None and layout.shape == self._shape and layout.dtype == self.spec.dtype
+                and not layout.fortran_order and layout.nbytes == len(flat))
