@@ -107,3 +107,16 @@ def test_unsupported_loaders_are_config_errors(datasets, name):
     source, _, _ = _source(datasets["npz"])
     with pytest.raises(ConfigError, match="reader.data_loader"):
         make_loader(name, source, datasets["npz"].reader)
+
+
+@pytest.mark.parametrize("compression", ["none", "zip"])
+def test_one_sample_npz_read_in_place_matches_numpy_load(tmp_path, compression):
+    # One sample per file: read straight into the batch (stored) or through np.load (compressed).
+    w = make_dataset(tmp_path, workload_doc(tmp_path / "d", "npz", files=3, samples=1,
+                                            dataset={"compression": compression}))
+    source, _, _ = _source(w)
+    batch = next(make_loader("native", source, w.reader).epoch([[(2, 0), (0, 0), (1, 0)]]))
+    folder = w.dataset.data_folder
+    for row, f in zip(batch.data, (2, 0, 1)):
+        np.testing.assert_array_equal(row, np.load(f"{folder}/train/img_{f}_of_3.npz")["x"][..., 0])
+    assert batch.data.flags.writeable and batch.nbytes > 3 * 256
