@@ -1,7 +1,9 @@
 """manifest.json at a dataset's root: what `dldriver generate` wrote, so later runs can check it.
 
-It holds the hash of the dataset-relevant config keys, the format, the generator version, the time, and
-per file its key, size and sha256 (data files also their split, index, samples and record bytes).
+It holds the dataset-relevant config keys and their hash, the format, the generator version, the time,
+and per file its key, size and sha256 (data files also their split, index, samples and record bytes).
+`generate` and `verify` compare the whole hash; a run compares only the signature (every key but the file
+counts), because it may read the first N files of a larger dataset, as DLIO's test_subset does.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ GENERATOR_VERSION = 2
 # Keys that change no byte of the dataset (where it lives, what happens after a run, DLIO's unused keys).
 _NOT_CONTENT = ("data_folder", "keep_files", "generation_buffer_size", "enable_chunking", "chunk_size",
                 "record_length_bytes_resize")
+# What a run may ask less of than was generated (DLIO reads the first N files and warns about the rest).
+COUNT_KEYS = ("num_files_train", "num_files_eval")
 _HASH_BLOCK = 64 << 20
 
 
@@ -32,12 +36,50 @@ def config_hash(workload) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _flat(mapping: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def signature(config: dict) -> dict:
+    """{key path: value} of a dataset_config() dict less the file counts: what fixes each file's name and
+    bytes. Passed through JSON so a workload's values compare equal to a manifest's (tuples, numbers)."""
+    flat = _flat(config.get("dataset", {}), "dataset.")
+    flat = {k: v for k, v in flat.items() if k.removeprefix("dataset.") not in COUNT_KEYS}
+    flat["train.seed"] = config.get("seed")
+    return json.loads(json.dumps(flat, default=str))
+
+
+def dataset_signature(workload) -> dict:
+    return signature(dataset_config(workload))
+
+
+def signature_differences(manifest: dict, workload) -> list[str]:
+    """'key: X in the manifest, Y in the config' for each shape-defining key that differs."""
+    differences = []
+    if manifest.get("generator_version") != GENERATOR_VERSION:
+        differences.append(f"generator_version: {manifest.get('generator_version')} in the manifest, "
+                           f"this dl-driver writes {GENERATOR_VERSION}")
+    stored, wanted = signature(manifest.get("config") or {}), dataset_signature(workload)
+    for key in sorted(stored.keys() | wanted.keys()):
+        if stored.get(key) != wanted.get(key):
+            differences.append(f"{key}: {stored.get(key)!r} in the manifest, {wanted.get(key)!r} in the config")
+    return differences
+
+
 def load_manifest(storage) -> dict | None:
     """The dataset's manifest, or None when it has none."""
-    if not storage.exists(MANIFEST_KEY):
+    try:
+        raw = storage.get(MANIFEST_KEY)
+    except MissingObjectError:
         return None
     try:
-        manifest = json.loads(storage.get(MANIFEST_KEY))
+        manifest = json.loads(raw)
         manifest["files"]
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: unreadable manifest ({err}); "

@@ -1,13 +1,21 @@
-"""The dataset a run reads: its storage, its files per split, and the check that it matches the config."""
+"""The dataset a run reads: its storage, its files per split, and the check that it matches the config.
+
+The check is cheap on purpose: a dataset of hundreds of thousands of objects must not cost a stat per
+file before every run. With a manifest it compares the config's dataset signature with the manifest's,
+the file counts with the manifest's, and the files the run reads with one listing per top-level prefix.
+Content damage is what `dldriver verify` finds; a file that is cut short fails the run naming the file.
+"""
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from dldriver.errors import DatasetError
 
 GENERATE_HINT = "run `dldriver generate` with the same config and overrides first"
+_SPLIT_COUNT = {"train": "num_files_train", "valid": "num_files_eval"}
 
 
 @dataclass
@@ -17,6 +25,7 @@ class Dataset:
     train_files: list
     eval_files: list
     manifest: Optional[dict]             # None for a dataset written without one (by DLIO, say)
+    warnings: list = field(default_factory=list)   # for the run's log: subset use, unchecked files
 
     def local_paths(self, split: str = "train") -> list[str]:
         """POSIX paths of the split's files (empty for object stores)."""
@@ -35,7 +44,6 @@ def _open(uri: str, options: dict):
 def open_dataset(workload, need_eval: bool) -> Dataset:
     """The workload's dataset, checked against its manifest (or discovered without one)."""
     from dldriver.config.uri import dataset_uri, storage_options
-    from dldriver.formats.layout import dataset_files, discover_files
     from dldriver.manifest import load_manifest
 
     uri = dataset_uri(workload)
@@ -43,21 +51,80 @@ def open_dataset(workload, need_eval: bool) -> Dataset:
     storage = factory()
     splits = ["train", "valid"] if need_eval else ["train"]
     manifest = load_manifest(storage)
-    if manifest is not None:
-        from dldriver.generate import verify_dataset
-
-        problems = verify_dataset(workload, checksums=False)
-        if problems:
-            shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-            raise DatasetError(f"{uri}: the dataset does not match the config ({shown}); {GENERATE_HINT}")
-        files = {split: dataset_files(workload, split) for split in splits}
+    if manifest is None:
+        files, warnings = _discovered(storage, workload, splits)
     else:
-        files = {}
-        for split in splits:
-            try:
-                files[split] = discover_files(storage, workload, split)
-            except DatasetError as err:
-                if "dldriver generate" in str(err):
-                    raise
-                raise DatasetError(f"{err}; {GENERATE_HINT}") from err
-    return Dataset(uri, factory, files["train"], files.get("valid", []), manifest)
+        files, warnings = _checked(storage, workload, splits, manifest)
+    return Dataset(uri, factory, files["train"], files.get("valid", []), manifest, warnings)
+
+
+def _discovered(storage, workload, splits) -> tuple[dict, list[str]]:
+    """The files of a dataset without a manifest (DLIO's), found by listing as DLIO finds them."""
+    from dldriver.formats.layout import discover_files
+
+    files = {}
+    for split in splits:
+        try:
+            files[split] = discover_files(storage, workload, split)
+        except DatasetError as err:
+            if "dldriver generate" in str(err):
+                raise
+            raise DatasetError(f"{err}; {GENERATE_HINT}") from err
+    return files, [f"{storage.uri}: no manifest.json (not written by `dldriver generate`): the files are "
+                   "read as DLIO would find them; their sizes and checksums are not checked"]
+
+
+def _checked(storage, workload, splits, manifest: dict) -> tuple[dict, list[str]]:
+    """The files the run reads, after checking signature, counts and presence against the manifest."""
+    from dldriver.formats.layout import dataset_files
+    from dldriver.manifest import signature_differences
+
+    differences = signature_differences(manifest, workload)
+    if differences:
+        raise DatasetError(f"{storage.uri}: the dataset does not match the config ({'; '.join(differences)}); "
+                           f"{GENERATE_HINT}")
+    generated = _generated_workload(workload, manifest)
+    files, warnings = {}, []
+    for split in splits:
+        key = _SPLIT_COUNT[split]
+        have, need = getattr(generated.dataset, key), getattr(workload.dataset, key)
+        if have < need:
+            raise DatasetError(
+                f"{storage.uri}/{split}: the dataset does not match the config (it holds {have} files, "
+                f"dataset.{key} asks for {need}); {GENERATE_HINT}")
+        if have > need:
+            warnings.append(f"{storage.uri}/{split}: reading the first {need} of {have} generated files "
+                            f"(dataset.{key} = {need})")
+        files[split] = dataset_files(generated, split)[:need]
+    _check_present(storage, manifest, [spec.key for split_files in files.values() for spec in split_files])
+    return files, warnings
+
+
+def _generated_workload(workload, manifest: dict):
+    """The workload with the manifest's file counts: file names (the N of `_of_N`) and the per-file size
+    draws of eval files depend on them, so a subset's files are named and shaped as they were written."""
+    counts = {key: int(manifest[key]) for key in _SPLIT_COUNT.values()}
+    return dataclasses.replace(workload, dataset=dataclasses.replace(workload.dataset, **counts))
+
+
+def needed_entries(manifest: dict, data_keys: list[str]) -> tuple[list[dict], list[str]]:
+    """(manifest entries of these data files and their index files, data keys the manifest lacks)."""
+    wanted = set(data_keys)
+    entries = [e for e in manifest["files"] if e.get("index_of", e["key"]) in wanted]
+    listed = {e["key"] for e in entries}
+    return entries, [k for k in data_keys if k not in listed]
+
+
+def _check_present(storage, manifest: dict, data_keys: list[str]) -> None:
+    """Every file the run reads (and its index files) is in the manifest and in one listing per prefix."""
+    entries, ungenerated = needed_entries(manifest, data_keys)
+    problems = [f"{storage.key_uri(k)}: not generated (absent from the manifest)" for k in ungenerated]
+    keys = [e["key"] for e in entries]
+    listed: set[str] = set()
+    # One listing per top-level folder (train/, valid/, index/): a paginated scan, not a stat per file.
+    for prefix in sorted({k.split("/", 1)[0] + "/" for k in keys}):
+        listed.update(storage.list(prefix))
+    problems += [f"{storage.key_uri(k)}: missing" for k in keys if k not in listed]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise DatasetError(f"{storage.uri}: the dataset does not match its manifest ({shown}); {GENERATE_HINT}")

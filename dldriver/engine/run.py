@@ -198,6 +198,8 @@ def _announce(spec: RunSpec) -> None:
     from dldriver.metrics import caching
     from dldriver.metrics.system import host_info
 
+    for warning in spec.dataset.warnings:
+        log.warning("%s", warning)
     ds = spec.workload.dataset
     size_gb = caching.data_size_per_host_gb(ds.num_files_train, ds.num_samples_per_file,
                                             ds.record_length_bytes, spec.ranks, spec.ranks)
