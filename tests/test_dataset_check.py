@@ -1,8 +1,10 @@
 """The dataset check at the start of `dldriver run`: cheap (one listing, no stat per file), subset-aware."""
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -66,11 +68,9 @@ def test_subset_of_varying_sizes_keeps_the_generated_shapes(tmp_path):
 
 
 def _manifest(w) -> list[dict]:
-    from dldriver.manifest import load_manifest
-    from dldriver.storage import open_storage
-
-    from dldriver.config.uri import dataset_uri
-    return [e for e in load_manifest(open_storage(dataset_uri(w)))["files"] if "shape" in e]
+    """The manifest's data file entries."""
+    path = Path(w.dataset.data_folder) / "manifest.json"
+    return [e for e in json.loads(path.read_text())["files"] if "shape" in e]
 
 
 def test_too_few_files_names_the_counts_and_says_generate(tmp_path):
@@ -124,3 +124,15 @@ def test_check_lists_each_prefix_once_and_stats_nothing(tmp_path, calls, fmt, pr
     open_dataset(w, need_eval=True)
     assert sorted(k for (name, k), n in calls.items() if name == "list" and n == 1) == prefixes
     assert set(calls) == {("get", "manifest.json")} | {("list", p) for p in prefixes}
+
+
+def test_file_an_interrupted_generate_never_wrote_says_generate(tmp_path):
+    make_dataset(tmp_path, workload_doc(tmp_path / "d", files=4))
+    path = tmp_path / "d" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = [e for e in manifest["files"] if not e["key"].endswith("img_3_of_4.npz")]
+    manifest["complete"] = False
+    path.write_text(json.dumps(manifest))
+    w = workload(tmp_path, workload_doc(tmp_path / "d", files=4))
+    with pytest.raises(DatasetError, match="img_3_of_4.npz: not generated.*dldriver generate"):
+        open_dataset(w, need_eval=False)
