@@ -5,9 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test clean-results
+.PHONY: setup profiles slurm-packages run test clean-results
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed profiles
+
+# `snakemake --profile slurm` must work as typed: link profiles/slurm where Snakemake looks.
+profiles:
+	@bash scripts/install-profiles.sh >/dev/null
+
+# The Slurm tests run a real single-node Slurm (Debian packages; needs root, as on CI).
+slurm-packages:
+	@dpkg -s slurmctld slurmd slurm-client munge >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	   slurmctld slurmd slurm-client munge)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +32,7 @@ node_modules/.installed: package.json
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup slurm-packages
 	$(BIN)/python -m pytest -q
 
 clean-results:
