@@ -8,13 +8,16 @@ Where the time goes (2 shared cores, 4 threads/workers):
 - native: each sample is read by one preadv straight into its slot of the batch array, so a byte is
   copied once, as in the raw read; what is left is ~10 us of Python per sample (reader, header check),
   which shows on 128 KiB samples (about 30 us of copying each). Measured 0.5-1.0 of raw, mostly ~0.8.
-- pytorch: the same reads, in worker processes, into a batch tensor in shared memory (what torch's
-  default collate does too, and the only way a batch leaves a worker without a second copy). Fresh
-  shared memory costs a page fault per 4 KiB page when first written: ~2.7 ms per 4 MiB batch, about
-  1.5 GB/s per core, against 0.17 ms to write memory already mapped and 0.4 ms to create the segment.
-  The raw read's private buffers are recycled by malloc and never fault. On 2 cores that caps pytorch
-  near 1.2-1.5 GB/s, 0.3-0.5 of raw; 0.8 would need recycling shared buffers between the main process
-  and the workers, which torch's DataLoader does not do.
+- pytorch: the same reads, in worker processes. A batch must leave a worker in shared memory, and fresh
+  shared memory costs a page fault per 4 KiB page when first written (~2.7 ms per 4 MiB batch, about
+  1.5 GB/s per core, against 0.17 ms to write memory already mapped), which capped pytorch at 0.2-0.3 of
+  raw on 4 MiB samples and 0.3-0.6 on 128 KiB. So the loader reads into a ring of shared batch buffers
+  made before the workers start (dldriver/loaders/pytorch.py says why no slot is overwritten in use)
+  and workers send back only a slot's number. Three runs: 0.37-0.62 on 4 MiB (native 0.42-0.70 in the
+  same runs), 0.69-1.30 on 128 KiB (native 0.84-0.95; worker processes do not share a GIL, the raw
+  read's threads do). pytorch now tracks native; what both lack on 4 MiB is mostly the start of each
+  short epoch (16 batches, 4 workers on 2 cores: ~15 ms of ~40 before the first batch is whole) and
+  the noise of a shared machine on 40 ms epochs.
 """
 from __future__ import annotations
 

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import time
 
 import numpy as np
 import pytest
+import torch
 
 from dldriver.engine.sampler import Sampler
 from dldriver.engine.source import SampleSource
@@ -44,19 +48,20 @@ def test_loader_yields_the_samplers_samples_decoded(datasets, loader, fmt):
     reader = dataclasses.replace(w.reader, read_threads=2)
     sampler = Sampler(5, 3, ranks=2, rank=1, batch_size=2, sample_shuffle="seed")
     planned = sampler.batches(epoch=1)
-    got = list(make_loader(loader, source, reader).epoch(planned))
-    assert len(got) == len(planned) == 3
-    keys = [k for b in got for k in b.keys]
-    assert sorted(keys) == sorted(k for b in planned for k in b)
-    if loader != "tensorflow":  # tf's TFRecordDataset may interleave files within the same samples
-        assert [b.keys for b in got] == planned
     specs = dataset_files(w, "train")
-    for batch in got:
+    got = []
+    # A batch is checked as it arrives: it is valid until the next one is requested (pytorch's ring).
+    for batch in make_loader(loader, source, reader).epoch(planned):
         data = _numpy(batch.data)
         assert batch.nbytes > 0 and len(batch.sample_seconds) == len(batch.keys)
         for row, (f, s) in zip(data, batch.keys):
             expected = fmt_obj.open_file(storage, specs[f]).read_sample(s)
             np.testing.assert_array_equal(row, expected)
+        got.append(batch.keys)
+    assert len(got) == len(planned) == 3
+    assert sorted(k for b in got for k in b) == sorted(k for b in planned for k in b)
+    if loader != "tensorflow":  # tf's TFRecordDataset may interleave files within the same samples
+        assert got == planned
 
 
 def test_tensorflow_reads_tfrecord_with_tfrecorddataset_in_order(datasets):
@@ -120,3 +125,113 @@ def test_one_sample_npz_read_in_place_matches_numpy_load(tmp_path, compression):
     for row, f in zip(batch.data, (2, 0, 1)):
         np.testing.assert_array_equal(row, np.load(f"{folder}/train/img_{f}_of_3.npz")["x"][..., 0])
     assert batch.data.flags.writeable and batch.nbytes > 3 * 256
+
+
+def _expected(w):
+    """Every sample of the dataset, decoded by its format's reader, by (file, sample)."""
+    storage = open_storage(f"file://{w.dataset.data_folder}")
+    fmt = get_format(w.dataset.format)
+    return {(f, i): fmt.open_file(storage, spec).read_sample(i)
+            for f, spec in enumerate(dataset_files(w, "train")) for i in range(spec.num_samples)}
+
+
+def _check_pytorch_epochs(loader, sampler, expected, epochs=3, pause=0.003):
+    """Each batch holds its files' samples while it is the one in hand, even though the workers run
+    ahead meanwhile (the pause), into a ring that is smaller than an epoch."""
+    for epoch in range(1, epochs + 1):
+        planned = sampler.batches(epoch)
+        got = []
+        for batch in loader.epoch(planned):
+            time.sleep(pause)
+            for row, key in zip(batch.data.numpy(), batch.keys):
+                np.testing.assert_array_equal(row, expected[key])
+            got.append(batch)
+        assert [b.keys for b in got] == planned
+
+
+def _in_ring(loader, batch) -> bool:
+    return batch.data.untyped_storage().data_ptr() == loader._ring.buffers.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("samples", [1, 3])
+def test_pytorch_ring_holds_each_batch_until_the_next(tmp_path, workers, samples):
+    # 1 sample per file: read in place into the slot; 3: gathered from the fetched file into it.
+    w = make_dataset(tmp_path, workload_doc(tmp_path / "d", "npz", files=12, samples=samples))
+    source, _, _ = _source(w)
+    reader = dataclasses.replace(w.reader, read_threads=workers, prefetch_size=2)
+    loader = make_loader("pytorch", source, reader)
+    try:
+        sampler = Sampler(12, samples, ranks=1, rank=0, batch_size=2, sample_shuffle="seed",
+                          file_shuffle="seed")
+        slots = workers * math.ceil(2 / workers) + 1  # batches in flight, and the one in hand
+        assert len(sampler.batches(1)) > slots
+        _check_pytorch_epochs(loader, sampler, _expected(w))
+        assert loader._ring.slots == slots
+        assert _in_ring(loader, next(loader.epoch(sampler.batches(4))))
+    finally:
+        loader.close()
+
+
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_pytorch_ring_in_spawned_workers(datasets, context):
+    # The ring reaches workers that are not forked by pickling (its shared memory travels by handle).
+    w = datasets["npz"]
+    opener = functools.partial(open_storage, f"file://{w.dataset.data_folder}")  # a lambda cannot be pickled
+    source = SampleSource(opener, dataset_files(w, "train"), get_format("npz"))
+    reader = dataclasses.replace(w.reader, read_threads=2, prefetch_size=2, multiprocessing_context=context)
+    loader = make_loader("pytorch", source, reader)
+    try:
+        sampler = Sampler(5, 3, ranks=1, rank=0, batch_size=1, sample_shuffle="seed")
+        _check_pytorch_epochs(loader, sampler, _expected(w), epochs=2)
+        assert _in_ring(loader, next(loader.epoch(sampler.batches(3))))
+    finally:
+        loader.close()
+
+
+def test_pytorch_batches_the_ring_cannot_hold_are_read_apart(datasets):
+    # A later epoch with larger batches than the first (the ring's size) still gets whole batches.
+    w = datasets["npy"]
+    source, _, _ = _source(w)
+    loader = make_loader("pytorch", source, dataclasses.replace(w.reader, read_threads=2))
+    expected = _expected(w)
+    try:
+        small = [[(0, 0)], [(1, 0)], [(2, 0)]]
+        large = [[(3, 1), (4, 2), (0, 2)], [(1, 1), (2, 2), (3, 0)]]
+        for planned in (small, large, small):
+            for batch, keys in zip(loader.epoch(planned), planned):
+                assert batch.keys == keys and _in_ring(loader, batch) == (len(keys) == 1)
+                for row, key in zip(batch.data.numpy(), keys):
+                    np.testing.assert_array_equal(row, expected[key])
+    finally:
+        loader.close()
+
+
+def test_pytorch_ragged_samples_come_as_lists(tmp_path):
+    # Sizes drawn per file: no common layout, so no ring; each sample is its own tensor.
+    w = make_dataset(tmp_path, workload_doc(tmp_path / "d", "npz", files=6, samples=1,
+                                            dataset={"record_length_bytes_stdev": 64}))
+    source, _, _ = _source(w)
+    assert source.sample_layout(range(6)) is None
+    loader = make_loader("pytorch", source, dataclasses.replace(w.reader, read_threads=2))
+    expected = _expected(w)
+    try:
+        planned = [[(f, 0), (f + 1, 0)] for f in range(0, 6, 2)]
+        for batch, keys in zip(loader.epoch(planned), planned):
+            assert loader._ring is None and isinstance(batch.data, list)
+            for row, key in zip(batch.data, keys):
+                np.testing.assert_array_equal(row.numpy(), expected[key])
+    finally:
+        loader.close()
+
+
+def test_pytorch_slot_pins_from_the_ring(monkeypatch):
+    # torch's pin-memory thread sees only the slot's number and must pin the slot's batch.
+    from dldriver.loaders import pytorch as pt
+
+    ring = pt._Ring(3, 2, (4,), np.dtype("float32"))
+    monkeypatch.setitem(pt._RINGS, ring.token, ring)
+    ring.view(1, 2).copy_(torch.arange(8, dtype=torch.float32).reshape(2, 4))
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, device=None: self.clone())
+    pinned = pt._SlotRef(ring.token, 1, 2).pin_memory()
+    assert torch.equal(pinned, torch.arange(8, dtype=torch.float32).reshape(2, 4))
