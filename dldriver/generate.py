@@ -1,9 +1,11 @@
 """`dldriver generate` and `dldriver verify`: write a workload's dataset in parallel, record it, check it.
 
-Files are written by a pool of forked processes, each with its own storage connection, each file once and
-atomically (storage.put / open_writer commit on success only), so a half-written file never exists under
-its name. The manifest is saved every few seconds and at the end, and only names files whose writes
-completed: a killed run resumes where it stopped. On a rerun a file is skipped when the manifest lists it
+Files are written by a pool of forked processes, each with its own storage connection and handed runs of
+files, each file once and atomically (storage.put / open_writer commit on success only), so a half-written
+file never exists under its name. Inside a worker the next file is built and hashed while the current one
+is put, so at most two files per worker are in memory. The manifest is saved every few seconds, after a
+failure (when the store still takes it) and at the end, and only names files whose writes completed: a
+killed or failed run resumes where it stopped. On a rerun a file is skipped when the manifest lists it
 and the stored object still has the recorded size; any other file is rewritten. Size alone is enough
 there because a file under its final name was committed whole (a killed write leaves no such file), and
 reading every file back would make a resume as slow as a fresh run: content damage after the fact is what
@@ -18,9 +20,10 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from dldriver.config.uri import dataset_uri, storage_options
-from dldriver.errors import DatasetError
+from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
 from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, config_hash, dataset_config, entry_problem,
@@ -29,6 +32,7 @@ from dldriver.storage import open_storage
 
 SAVE_EVERY_S = 5.0
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
+RUN_FILES = 16              # the most files a worker is handed at once
 _DATA_PREFIXES = ("train/", "valid/", "index/")
 
 _worker_storage = None
@@ -47,29 +51,8 @@ def _sha256(data) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write(storage, spec) -> list[dict]:
-    """Write one dataset file (and its index files); their manifest entries, the data file's first."""
-    fmt = get_format(spec.format)
-    streams = fmt.stream_file(spec) if spec.num_samples * spec.sample_bytes > STREAM_ABOVE else None
-    parts = []
-    if streams:
-        for key, chunks in streams.items():
-            digest, size = hashlib.sha256(), 0
-            with storage.open_writer(key, fsync=True) as writer:
-                for chunk in chunks:
-                    writer.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-            parts.append(_part(key, size, digest.hexdigest()))
-    else:
-        # The sha256 runs in a thread while put writes and fsyncs or uploads (hashlib and I/O both release
-        # the GIL), so the checksum costs little wall time.
-        with ThreadPoolExecutor(max_workers=1) as hasher:
-            for key, data in fmt.write_file(spec).items():
-                digest = hasher.submit(_sha256, data)
-                # Only the data file is fsynced: index files are tiny and `verify` checks every sha256.
-                storage.put(key, data, fsync=key == spec.key)
-                parts.append(_part(key, len(data), digest.result()))
+def _entries(spec, parts: list[dict]) -> list[dict]:
+    """The manifest entries of one dataset file: the data file's first, then its index files."""
     parts.sort(key=lambda p: p["key"] != spec.key)
     parts[0].update(split=spec.split, index=spec.index, samples=spec.num_samples,
                     record_bytes=spec.sample_bytes, shape=list(spec.shape), dtype=spec.dtype)
@@ -78,14 +61,82 @@ def _write(storage, spec) -> list[dict]:
     return parts
 
 
-def _task(args) -> tuple[str, list[dict], int]:
-    """(data key, manifest entries, bytes written: 0 when the stored file was complete and kept)."""
-    spec, known, storage = args
-    storage = storage or _worker_storage
-    if known and not any(entry_problem(storage, e, checksums=False) for e in known):
-        return spec.key, known, 0
-    parts = _write(storage, spec)
+def _stream(storage, spec, streams) -> list[dict]:
+    """Write a file too large to build in memory, chunk by chunk, hashing as it goes."""
+    parts = []
+    for key, chunks in streams.items():
+        digest, size = hashlib.sha256(), 0
+        with storage.open_writer(key, fsync=True) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        parts.append(_part(key, size, digest.hexdigest()))
+    return _entries(spec, parts)
+
+
+def _build(spec) -> tuple[dict[str, bytes], list[dict]]:
+    """One dataset file (and its index files) in memory, with their manifest entries."""
+    objects = get_format(spec.format).write_file(spec)
+    return objects, _entries(spec, [_part(key, len(data), _sha256(data)) for key, data in objects.items()])
+
+
+def _upload(storage, spec, objects: dict[str, bytes], parts: list[dict]) -> tuple[str, list[dict], int]:
+    for key, data in objects.items():
+        # Only the data file is fsynced: index files are tiny and `verify` checks every sha256.
+        storage.put(key, data, fsync=key == spec.key)
     return spec.key, parts, sum(p["size"] for p in parts)
+
+
+def _kept(storage, known: list[dict] | None) -> bool:
+    return bool(known) and not any(entry_problem(storage, e, checksums=False) for e in known)
+
+
+def _write_run(storage, jobs) -> tuple[list[tuple[str, list[dict], int]], DlDriverError | None]:
+    """Write a run of files, building and hashing each while the one before it is put.
+
+    Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zipfile,
+    hashlib and sockets all release the GIL) keeps one put in flight per worker nearly all the time. Returns
+    (data key, manifest entries, bytes written: 0 for a complete file kept) per finished file, and the
+    error that stopped the run, if any, so that the caller still records every file that did finish.
+    """
+    done, pending = [], None
+    with ThreadPoolExecutor(max_workers=1) as putter:
+        try:
+            for spec, known in jobs:
+                if _kept(storage, known):
+                    done.append((spec.key, known, 0))
+                    continue
+                streams = get_format(spec.format).stream_file(spec) if _too_big(spec) else None
+                if streams:
+                    parts = _stream(storage, spec, streams)
+                    done.append((spec.key, parts, sum(p["size"] for p in parts)))
+                    continue
+                built = _build(spec)
+                if pending is not None:
+                    done.append(pending.result())
+                pending = putter.submit(_upload, storage, spec, *built)
+            if pending is not None:
+                done.append(pending.result())
+        except DlDriverError as err:
+            return done, err
+    return done, None
+
+
+def _too_big(spec) -> bool:
+    return spec.num_samples * spec.sample_bytes > STREAM_ABOVE
+
+
+def _task(jobs):
+    """A worker's run of files, on the storage it opened at start."""
+    return _write_run(_worker_storage, jobs)
+
+
+def _runs(jobs: list, processes: int) -> list[list]:
+    """Jobs in runs: long enough that a worker's pipeline seldom drains, short enough to share the work
+    evenly and to report progress (and save the manifest) often."""
+    size = max(1, min(RUN_FILES, len(jobs) // (processes * 2)))
+    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
 
 
 def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
@@ -118,6 +169,48 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="file", desc="generate", file=sys.stderr)
 
 
+@contextmanager
+def _results(storage, jobs: list, processes: int, uri: str, options: dict):
+    """Each run's (finished files, error) as runs end; on leaving, the pool's workers are killed at once
+    (after an error, the others would only go on writing files nobody records)."""
+    runs = _runs(jobs, processes)
+    if processes == 1:
+        yield (_write_run(storage, run) for run in runs)
+        return
+    pool = multiprocessing.get_context("fork").Pool(processes, _init_worker, (uri, options))
+    try:
+        yield pool.imap_unordered(_task, runs)
+    finally:
+        pool.terminate()
+
+
+def _save_quietly(storage, manifest: dict) -> None:
+    """Save a manifest that is not the run's last word: if the store refuses it, the error to report is
+    the one a data file gets (or the final save's), not this one."""
+    try:
+        save_manifest(storage, manifest)
+    except DlDriverError:
+        pass
+
+
+def _record(results, entries: dict, bar, save_partial) -> None:
+    """Take in each run's finished files as it ends; raise the first error a run met."""
+    start = last_save = time.monotonic()
+    written = 0
+    for done, error in results:
+        for key, parts, nbytes in done:
+            entries[key] = parts
+            written += nbytes
+        if bar is not None:
+            bar.update(len(done))
+            bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s")
+        if error is not None:
+            raise error
+        if time.monotonic() - last_save > SAVE_EVERY_S:
+            save_partial()
+            last_save = time.monotonic()
+
+
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     uri, options = dataset_uri(workload), storage_options(workload)
@@ -128,33 +221,22 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     entries = {key: group for key, group in known.items() if key in {s.key for s in specs}}
     processes = max(1, min(processes or os.cpu_count() or 1, len(specs)))
     bar = _progress_bar(len(specs), progress)
-    start = last_save = time.monotonic()
-    written = 0
-    complete = False
-    pool = None
+
+    def save_partial():
+        _save_quietly(storage, _manifest(workload, uri, entries, complete=False))
+
     try:
-        if processes == 1:
-            results = map(_task, [(s, known.get(s.key), storage) for s in specs])
-        else:
-            pool = multiprocessing.get_context("fork").Pool(processes, _init_worker, (uri, options))
-            results = pool.imap_unordered(_task, [(s, known.get(s.key), None) for s in specs])
-        for key, parts, nbytes in results:
-            entries[key] = parts
-            written += nbytes
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s")
-            if time.monotonic() - last_save > SAVE_EVERY_S:
-                save_manifest(storage, _manifest(workload, uri, entries, complete=False))
-                last_save = time.monotonic()
-        complete = True
+        with _results(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as results:
+            _record(results, entries, bar, save_partial)
+    except BaseException:
+        # What finished is recorded, so that a rerun resumes; the error that stopped us is what we report.
+        save_partial()
+        raise
     finally:
-        if pool is not None:
-            pool.terminate()
         if bar is not None:
             bar.close()
-        manifest = _manifest(workload, uri, entries, complete)
-        save_manifest(storage, manifest)
+    manifest = _manifest(workload, uri, entries, complete=True)
+    save_manifest(storage, manifest)
     return manifest
 
 

@@ -37,6 +37,53 @@ def _flag(value) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+# One client per process and settings, shared by every S3Storage (the generate workers', the parent's, a
+# benchmark's repeated runs): making one costs 40-100 ms. A client must not cross a fork (its pooled
+# connections would be shared), so the pid is part of the key. Sessions do cross it: a child's first client
+# then reuses the service models its parent's session already loaded, which is most of that cost.
+_clients: dict[tuple, object] = {}
+_sessions: dict[tuple, object] = {}
+_cache_lock = threading.Lock()  # boto3 sessions are not thread-safe while they make clients
+
+
+def _client(settings: tuple):
+    key = (os.getpid(), settings)
+    client = _clients.get(key)
+    if client is None:
+        with _cache_lock:
+            client = _clients.get(key) or _make_client(settings)
+            _clients[key] = client
+    return client
+
+
+def _session(region: str, keys: tuple | None):
+    import boto3
+
+    session = _sessions.get((region, keys))
+    if session is None:
+        names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        session = boto3.session.Session(region_name=region, **(dict(zip(names, keys)) if keys else {}))
+        _sessions[(region, keys)] = session
+    return session
+
+
+def _make_client(settings: tuple):
+    from botocore.config import Config
+
+    region, keys, endpoint, path_style, pool, retry_mode, attempts, connect_timeout, read_timeout = settings
+    config = Config(
+        max_pool_connections=pool,
+        retries={"mode": retry_mode, "total_max_attempts": attempts},
+        s3={"addressing_style": "path" if path_style else "auto"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        # Checksums on every PUT and GET cost CPU a benchmark should not spend; TLS/TCP already guard.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return _session(region, keys).client("s3", endpoint_url=endpoint, config=config)
+
+
 class S3Storage(Storage):
     scheme = "s3"
 
@@ -54,45 +101,27 @@ class S3Storage(Storage):
         self.multipart_threshold = int(opts.get("s3_multipart_threshold", DEFAULT_MULTIPART_THRESHOLD))
         self.region = (opts.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
                        or "us-east-1")
-        self._lock = threading.Lock()
-        self._client = None
-        self._client_pid = None
 
     # -- the client ------------------------------------------------------------------------------
 
     @property
     def client(self):
-        # A boto3 client must not cross a fork (its pooled connections would be shared): one per process.
-        if self._client is None or self._client_pid != os.getpid():
-            with self._lock:
-                if self._client is None or self._client_pid != os.getpid():
-                    self._client = self._make_client()
-                    self._client_pid = os.getpid()
-        return self._client
+        return _client(self._settings())
 
-    def _make_client(self):
-        import boto3
-        from botocore.config import Config
-
+    def _settings(self) -> tuple:
+        """Everything the client is made from, resolved now (the environment may change between calls)."""
         opts = self._opts
         access = opts.get("access_key_id") or os.environ.get("AWS_ACCESS_KEY_ID")
         secret = opts.get("secret_access_key") or os.environ.get("AWS_SECRET_ACCESS_KEY")
+        token = opts.get("session_token") or os.environ.get("AWS_SESSION_TOKEN")
         # Explicit keys only as a pair; otherwise boto3's own chain (profiles, instance roles) decides.
-        keys = {"aws_access_key_id": access, "aws_secret_access_key": secret,
-                "aws_session_token": opts.get("session_token") or os.environ.get("AWS_SESSION_TOKEN")}
-        session = boto3.session.Session(region_name=self.region, **(keys if access and secret else {}))
-        path_style = _flag(opts.get("s3_force_path_style", True))
-        config = Config(
-            max_pool_connections=max(10, self.threads),
-            retries={"mode": opts.get("s3_retry_mode", "standard"), "total_max_attempts": self.max_attempts},
-            s3={"addressing_style": "path" if path_style else "auto"},
-            connect_timeout=float(opts.get("connect_timeout", 10)),
-            read_timeout=float(opts.get("read_timeout", 60)),
-            # Checksums on every PUT and GET cost CPU a benchmark should not spend; TLS/TCP already guard.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        return session.client("s3", endpoint_url=opts.get("endpoint_url") or None, config=config)
+        keys = (access, secret, token) if access and secret else None
+        # The endpoint as boto3 itself would resolve it, so that a changed variable gets its own client.
+        endpoint = (opts.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+        return (self.region, keys, endpoint, _flag(opts.get("s3_force_path_style", True)),
+                max(10, self.threads), opts.get("s3_retry_mode", "standard"), self.max_attempts,
+                float(opts.get("connect_timeout", 10)), float(opts.get("read_timeout", 60)))
 
     def _full(self, key: str) -> str:
         check_key(key, self.uri)

@@ -1,0 +1,99 @@
+"""generate against a failing S3 store: the server stopped mid-run, then restarted; refused credentials.
+
+Retries are cut short (2 attempts, 1 s connect timeout) so that each failure takes seconds, not minutes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import threading
+
+from dldriver import cli, generate
+from dldriver.storage import open_storage
+from dldriver.storage.s3 import S3Storage
+from test_formats_support import BASE
+
+FILES = 40
+STOP_AT = "train/img_25_of_40.npz"  # in the third run of files: earlier runs have finished and been recorded
+PUT = S3Storage.put
+SHORT_RETRIES = ("storage.storage_options.s3_max_attempts=2", "storage.storage_options.connect_timeout=1")
+
+
+def _config(tmp_path, root: str, options: dict) -> tuple[str, list[str]]:
+    path = tmp_path / "workload.yaml"
+    path.write_text(BASE)
+    overrides = [f"dataset.data_folder={root}/data", f"dataset.num_files_train={FILES}", "dataset.num_files_eval=0",
+                 "dataset.record_length_bytes=4096", *SHORT_RETRIES,
+                 *(f"storage.storage_options.{k}={v}" for k, v in options.items())]
+    return str(path), overrides
+
+
+def _error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def _stop_before(monkeypatch, key: str, reached, resume) -> None:
+    """S3 puts of `key` (in whichever worker process gets it) first wait until the test has stopped the
+    server; the events are inherited by the forked workers."""
+    def held_put(self, k, data, fsync=False):
+        if k == key:
+            reached.set()
+            resume.wait(60)
+        return PUT(self, k, data, fsync)
+
+    monkeypatch.setattr(S3Storage, "put", held_put)
+
+
+def _stop_once_recorded(server, storage, reached, resume) -> None:
+    """When a worker reached the stop key and the parent has saved a manifest, stop the server."""
+    reached.wait(60)
+    for _ in range(600):
+        if storage.exists("manifest.json"):
+            break
+        threading.Event().wait(0.1)
+    server.stop()
+    resume.set()
+
+
+def test_server_stopped_mid_generation_then_rerun_completes(tmp_path, private_s3, monkeypatch, capfd):
+    config, overrides = _config(tmp_path, "s3://faults", private_s3.options)
+    monkeypatch.setattr(generate, "SAVE_EVERY_S", 0.0)  # save after every run of files, to resume from
+    reached, resume = multiprocessing.Event(), multiprocessing.Event()
+    _stop_before(monkeypatch, STOP_AT, reached, resume)
+    storage = open_storage("s3://faults/data", private_s3.options)
+    stopper = threading.Thread(target=_stop_once_recorded, args=(private_s3, storage, reached, resume))
+    stopper.start()
+    try:
+        code = cli.main(["generate", config, *overrides, "--processes", "2", "--quiet"])
+    finally:
+        resume.set()
+        stopper.join()
+    lines = _error_lines(capfd.readouterr().err)
+    assert code == 1 and len(lines) == 1, lines
+    assert re.match(r"error: s3://faults/data/train/img_\d+_of_40\.npz: cannot reach the S3 endpoint", lines[0])
+
+    private_s3.start()
+    manifest = generate.load_manifest(storage)
+    assert manifest is not None and not manifest["complete"] and manifest["files"]
+    stored = set(storage.list("train/"))
+    assert {e["key"] for e in manifest["files"]} <= stored  # it claims no file that is not there
+    puts = []
+    monkeypatch.setattr(S3Storage, "put", lambda self, k, data, fsync=False: puts.append(k) or PUT(self, k, data))
+    assert cli.main(["generate", config, *overrides, "--processes", "1", "--quiet"]) == 0
+    data_puts = [k for k in puts if k != "manifest.json"]
+    assert 0 < len(data_puts) < FILES
+    assert cli.main(["verify", config, *overrides]) == 0
+
+
+def test_wrong_secret_names_the_uri(tmp_path, s3_uri):
+    config, overrides = _config(tmp_path, s3_uri, {})
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    done = subprocess.run([sys.executable, "-m", "dldriver.cli", "generate", config, *overrides, "-j", "2", "-q"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    lines = _error_lines(done.stderr)
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert re.match(rf"error: {s3_uri}/data/\S+: credentials refused by ", lines[0]), lines
