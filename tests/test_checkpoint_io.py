@@ -12,8 +12,9 @@ from dldriver.errors import CheckpointError
 from dldriver.storage import open_storage
 
 
-def small_llama(folder, tp=2, pp=2, zero=1):
+def small_llama(folder, tp=2, pp=2, zero=1, framework="pytorch"):
     w = Workload()
+    w.framework = framework
     w.model.type, w.model.num_layers = "transformer", 4
     w.model.transformer = Transformer(1000, 64, 256, 8, 2)
     w.model.parallelism = Parallelism(tp, pp, -1, zero)
@@ -21,9 +22,9 @@ def small_llama(folder, tp=2, pp=2, zero=1):
     return w
 
 
-def roundtrip(folder, world=8, scale=1.0, fsync=False):
+def roundtrip(folder, framework, world=8, scale=1.0, fsync=False):
     """Every rank writes then reads back (and checks the bytes of) checkpoint global_epoch1_step1."""
-    w = small_llama(folder)
+    w = small_llama(folder, framework=framework)
     w.checkpoint.fsync = fsync
     written = []
     for rank in range(world):
@@ -35,23 +36,33 @@ def roundtrip(folder, world=8, scale=1.0, fsync=False):
     storage = ck.storage
     assert sorted(storage.list("global_epoch1_step1/")) == sorted(k for k, _ in written)
     assert all(storage.stat(k) == b for k, b in written)
+    # 8 optimizer files and 4 x 3 layer files (ZeRO 1, PP 2: data-parallel rank 0 saves per layer); tensorflow
+    # writes an index and a data file for each, and one state file
+    assert len(written) == {"pytorch": 20, "tensorflow": 2 * 20 + 1}[framework]
     return storage
 
 
-def test_file_backend_roundtrip(tmp_path):
-    roundtrip(str(tmp_path / "ckpt"), fsync=True)
+FRAMEWORKS = pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
 
 
-def test_direct_backend_roundtrip(tmp_path):
-    roundtrip(f"direct://{tmp_path}/ckpt", fsync=True)
+@FRAMEWORKS
+def test_file_backend_roundtrip(tmp_path, framework):
+    roundtrip(str(tmp_path / "ckpt"), framework, fsync=True)
 
 
-def test_s3_backend_roundtrip(s3_uri):
-    roundtrip(f"{s3_uri}/ckpt")
+@FRAMEWORKS
+def test_direct_backend_roundtrip(tmp_path, framework):
+    roundtrip(f"direct://{tmp_path}/ckpt", framework, fsync=True)
 
 
-def test_azure_backend_roundtrip(az_uri):
-    roundtrip(f"{az_uri}/ckpt")
+@FRAMEWORKS
+def test_s3_backend_roundtrip(s3_uri, framework):
+    roundtrip(f"{s3_uri}/ckpt", framework)
+
+
+@FRAMEWORKS
+def test_azure_backend_roundtrip(az_uri, framework):
+    roundtrip(f"{az_uri}/ckpt", framework)
 
 
 def test_content_is_what_was_written(tmp_path):
@@ -106,6 +117,7 @@ import json, resource, sys
 from dldriver.checkpoint import Checkpointer
 from dldriver.config.model import Workload
 w = Workload()
+w.framework = "pytorch"
 w.model.model_size_bytes = 300 * 1024 * 1024
 w.checkpoint.checkpoint_folder = sys.argv[1]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -3,16 +3,18 @@ import re
 
 import pytest
 
-from dldriver.checkpoint.layout import (DTYPE_BYTES, MIN_TENSOR_BYTES, checkpoint_folder, checkpoint_layout,
-                                        stage_layers, transformer_params)
+from dldriver.checkpoint.layout import (DTYPE_BYTES, MIN_TENSOR_BYTES, TF_INDEX_BYTES, checkpoint_folder,
+                                        checkpoint_layout, mechanism, stage_layers, tf_state_bytes,
+                                        transformer_params)
 from dldriver.config.model import Parallelism, Transformer, Workload
 from dldriver.errors import ConfigError
 
 GIB = 1024 ** 3
 
 
-def llama(layers, hidden, ffn, heads, kv, vocab, tp, pp, zero):
+def llama(layers, hidden, ffn, heads, kv, vocab, tp, pp, zero, framework="pytorch"):
     w = Workload()
+    w.framework = framework  # the llama configs are pytorch's
     w.model.name, w.model.type, w.model.num_layers = "llama", "transformer", layers
     w.model.transformer = Transformer(vocab, hidden, ffn, heads, kv)
     w.model.parallelism = Parallelism(tp, pp, -1, zero)
@@ -27,8 +29,8 @@ def llama_70b():
     return llama(80, 8192, 28672, 128, 8, 128256, 8, 4, 1)
 
 
-def small(tp=1, pp=1, zero=0, layers=4):
-    return llama(layers, 64, 256, 8, 2, 1000, tp, pp, zero)
+def small(tp=1, pp=1, zero=0, layers=4, framework="pytorch"):
+    return llama(layers, 64, 256, 8, 2, 1000, tp, pp, zero, framework)
 
 
 def names(lay):
@@ -91,16 +93,73 @@ def test_names_per_rank(tp, pp, zero, world, per_rank):
         assert [n for n, _ in lay[r]] == [p.format(r=r) for p in per_rank]
 
 
-def test_dlio_test_checkpoint_epoch_counts_three_files_per_rank():
-    # DLIO's own test: model.model_size 1024, optimization_groups, num_layers 2, layer_parameters [16], TP = world
-    for zero in (0, 3):
-        w = Workload()
-        w.model.model_size_bytes, w.model.optimization_groups = 1024, [1024, 128]
-        w.model.num_layers, w.model.layer_parameters = 2, [16]
-        w.model.parallelism = Parallelism(2, 1, -1, zero)
-        lay = checkpoint_layout(w, 2)
-        assert [len(f) for f in lay] == [3, 3]
-        assert dict(lay[1])["model_states-1.pt"] == 1024
+def dlio_checkpoint_epoch_workload(framework, zero, world):
+    """DLIO's test_checkpoint_epoch: model_size 1024, optimization_groups [1024, 128], num_layers 2,
+    layer_parameters [16], TP = world size."""
+    w = Workload()
+    w.framework = framework
+    w.model.model_size_bytes, w.model.optimization_groups = 1024, [1024, 128]
+    w.model.num_layers, w.model.layer_parameters = 2, [16]
+    w.model.parallelism = Parallelism(world, 1, -1, zero)
+    return w
+
+
+@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("zero", [0, 3])
+@pytest.mark.parametrize("framework, per_checkpoint", [
+    # DLIO's expected files in one checkpoint folder: three tensor files per rank, as .pt for pytorch; an
+    # index and a data file each plus the folder's `checkpoint` file for tensorflow
+    ("pytorch", lambda n: 3 * n),
+    ("tensorflow", lambda n: 3 * n * 2 + 1),
+])
+def test_dlio_test_checkpoint_epoch_counts(framework, per_checkpoint, zero, world):
+    lay = checkpoint_layout(dlio_checkpoint_epoch_workload(framework, zero, world), world)
+    assert len(names(lay)) == len(set(names(lay))) == per_checkpoint(world)
+
+
+def test_dlio_test_checkpoint_epoch_names():
+    pt = checkpoint_layout(dlio_checkpoint_epoch_workload("pytorch", 0, 2), 2)
+    assert [n for n, _ in pt[1]] == ["model_states-1.pt", "zero_pp_rank_0_mp_rank_1_model_states.pt",
+                                     "zero_pp_rank_0_mp_rank_1_optim_states.pt"]
+    assert dict(pt[1])["model_states-1.pt"] == 1024
+    tf = checkpoint_layout(dlio_checkpoint_epoch_workload("tensorflow", 0, 2), 2)
+    stems = ["model_states-1", "zero_pp_rank_0_mp_rank_1_model_states", "zero_pp_rank_0_mp_rank_1_optim_states"]
+    assert [n for n, _ in tf[1]] == [f"{stem}.pb-1{suffix}" for stem in stems
+                                     for suffix in (".index", ".data-00000-of-00001")]
+    # rank 0 ends with the folder's state file, naming the last prefix it saved: 141 bytes, as TensorFlow
+    # 2.21 writes it for this name
+    assert tf[0][-1] == ("checkpoint", tf_state_bytes("zero_pp_rank_0_mp_rank_0_optim_states.pb-1"))
+    assert tf[0][-1][1] == 141
+
+
+@pytest.mark.parametrize("framework, expected", [("tensorflow", "tf_save"), ("pytorch", "pt_save"),
+                                                 ("jax", "pt_save"), ("native", "pt_save")])
+def test_mechanism_follows_the_framework(framework, expected):
+    assert mechanism(framework) == expected
+    lay = checkpoint_layout(small(framework=framework), 1)
+    assert all(n.endswith(".pt") for n in names(lay)) == (expected == "pt_save")
+
+
+def test_tensorflow_data_files_carry_the_tensor_bytes():
+    # per tensor file, the data file holds what the .pt holds; the index and state files are all that is added
+    for args in ((1, 1, 3, 8), (2, 2, 1, 8)):
+        tp, pp, zero, world = args
+        pt = checkpoint_layout(small(tp, pp, zero), world)
+        tf = checkpoint_layout(small(tp, pp, zero, framework="tensorflow"), world)
+        for pt_files, tf_files in zip(pt, tf):
+            data = [(n.replace(".pb-1.data-00000-of-00001", ".pt"), b) for n, b in tf_files if ".data-" in n]
+            assert data == pt_files
+            assert [b for n, b in tf_files if n.endswith(".index")] == [TF_INDEX_BYTES] * len(pt_files)
+        tensors = sum(len(f) for f in pt)
+        assert total(tf) == total(pt) + tensors * TF_INDEX_BYTES + dict(tf[0])["checkpoint"]
+
+
+def test_tensorflow_llama_8b_total_stays_within_1_percent_of_the_formula():
+    w = llama_8b_zero3()
+    w.framework = "tensorflow"
+    lay = checkpoint_layout(w, 8)
+    assert total(lay) == pytest.approx(14 * transformer_params(w.model), rel=0.01)
+    assert sum(n == "checkpoint" for n in names(lay)) == 1 and len(names(lay)) == 8 * 2 * 2 + 1
 
 
 def test_zero0_only_first_replica_writes():
@@ -121,6 +180,7 @@ def test_pipeline_stages_cover_every_layer_once():
 
 def test_flat_model():
     w = Workload()
+    w.framework = "pytorch"
     w.model.model_size_bytes = 4096
     # ZeRO 0 (the default) replicates the model: only rank 0 saves it; with ZeRO 1 every rank saves its own
     assert checkpoint_layout(w, 2) == [[("model_states-0.pt", 4096)], []]

@@ -3,11 +3,14 @@ import json
 
 import pytest
 
-from dldriver.checkpoint import (run_checkpoint_only, should_checkpoint_after_epoch,
+from dldriver.checkpoint import (checkpoint_layout, run_checkpoint_only, should_checkpoint_after_epoch,
                                  should_checkpoint_after_step)
 from dldriver.checkpoint.runner import checkpoint_metric, combine
 from dldriver.config.model import Checkpoint, Parallelism, Transformer, Workload
+from dldriver.engine.run import run_workload
 from dldriver.errors import ConfigError
+
+from test_run_helpers import make_dataset, workload_doc
 
 
 def test_epoch_schedule_matches_dlio():
@@ -41,6 +44,7 @@ def test_mlperf_multi_rank_rule():
 
 def workload(folder, writes=2, reads=1):
     w = Workload()
+    w.framework = "pytorch"  # as the llama checkpoint-only configs
     w.workflow.train, w.workflow.checkpoint = False, True
     w.model.type, w.model.num_layers = "transformer", 2
     w.model.transformer = Transformer(500, 64, 128, 8, 2)
@@ -84,3 +88,32 @@ def test_reads_beyond_writes_is_a_config_error(tmp_path):
 def test_bad_parallelism_fails_before_any_rank_starts(tmp_path):
     with pytest.raises(ConfigError, match="model.parallelism.tensor"):
         run_checkpoint_only(workload(str(tmp_path)), ranks=3, quiet=True, output=str(tmp_path / "o"))
+
+
+@pytest.mark.parametrize("randomize", [True, False])
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("zero", [0, 3])
+@pytest.mark.parametrize("framework, per_checkpoint", [("pytorch", lambda n: 3 * n),
+                                                       ("tensorflow", lambda n: 3 * n * 2 + 1)])
+def test_dlio_test_checkpoint_epoch(tmp_path, framework, per_checkpoint, zero, ranks, randomize):
+    # DLIO's test_checkpoint_epoch through `dldriver run`: 8 epochs, a checkpoint every 2, TP = world size;
+    # DLIO counts checkpoints/*/* = 4 x 3*nranks (pytorch) and 4 x (3*nranks*2 + 1) (tensorflow)
+    doc = workload_doc(tmp_path / "d", "npz", files=2 * ranks, samples=1, batch=1,
+                       workflow={"checkpoint": True}, train={"epochs": 8, "computation_time": 0},
+                       checkpoint={"checkpoint_folder": str(tmp_path / "checkpoints"),
+                                   "epochs_between_checkpoints": 2, "randomize_tensor": randomize},
+                       model={"model_size_bytes": 1024, "optimization_groups": [1024, 128], "num_layers": 2,
+                              "layer_parameters": [16], "parallelism": {"tensor": ranks, "zero_stage": zero}})
+    doc["framework"] = framework  # the native loader goes with either framework
+    w = make_dataset(tmp_path, doc)
+    summary = run_workload(w, ranks=ranks, output=tmp_path / "out", quiet=True)
+    folders = sorted((tmp_path / "checkpoints").iterdir())
+    assert [f.name for f in folders] == [f"global_epoch{e}_step{summary['dldriver']['steps_per_epoch']}"
+                                         for e in (1, 3, 5, 7)]
+    files = [p for f in folders for p in f.iterdir()]
+    assert len(files) == 4 * per_checkpoint(ranks)
+    assert sum(p.name == "checkpoint" for p in files) == (4 if framework == "tensorflow" else 0)
+    # what was written is what the layout says, and every save was timed
+    expected = {n: b for per_rank in checkpoint_layout(w, ranks) for n, b in per_rank}
+    assert all(p.stat().st_size == expected[p.name] for p in files)
+    assert summary["metric"]["save_checkpoint_duration_mean_seconds"] > 0
