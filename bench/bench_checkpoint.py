@@ -29,6 +29,7 @@ REPEATS = 3
 
 def llama_8b_zero3(folder: str) -> Workload:
     w = Workload()
+    w.framework = "pytorch"  # as llama_8b_zero3.yaml: the .pt layout
     w.model.name, w.model.type, w.model.num_layers = "llama_8b_zero3", "transformer", 32
     w.model.transformer = Transformer(128256, 4096, 14336, 32, 8)
     w.model.parallelism = Parallelism(1, 1, -1, 3)
