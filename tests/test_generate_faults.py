@@ -4,12 +4,13 @@ Retries are cut short (2 attempts, 1 s connect timeout) so that each failure tak
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 from dldriver import cli, generate
 from dldriver.storage import open_storage
@@ -36,33 +37,37 @@ def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error: ")]
 
 
-def _stop_before(monkeypatch, key: str, reached, resume) -> None:
+def _wait_for(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _stop_before(monkeypatch, key: str, reached: Path, resume: Path) -> None:
     """S3 puts of `key` (in whichever worker process gets it) first wait until the test has stopped the
-    server; the events are inherited by the forked workers."""
+    server. Marker files, not multiprocessing events: a worker the pool kills while it waits on an event
+    would leave the event's next set() waiting for it forever."""
     def held_put(self, k, data, fsync=False):
         if k == key:
-            reached.set()
-            resume.wait(60)
+            reached.touch()
+            _wait_for(resume.exists)
         return PUT(self, k, data, fsync)
 
     monkeypatch.setattr(S3Storage, "put", held_put)
 
 
-def _stop_once_recorded(server, storage, reached, resume) -> None:
+def _stop_once_recorded(server, storage, reached: Path, resume: Path) -> None:
     """When a worker reached the stop key and the parent has saved a manifest, stop the server."""
-    reached.wait(60)
-    for _ in range(600):
-        if storage.exists("manifest.json"):
-            break
-        threading.Event().wait(0.1)
+    _wait_for(reached.exists)
+    _wait_for(lambda: storage.exists("manifest.json"))
     server.stop()
-    resume.set()
+    resume.touch()
 
 
 def test_server_stopped_mid_generation_then_rerun_completes(tmp_path, private_s3, monkeypatch, capfd):
     config, overrides = _config(tmp_path, "s3://faults", private_s3.options)
     monkeypatch.setattr(generate, "SAVE_EVERY_S", 0.0)  # save after every run of files, to resume from
-    reached, resume = multiprocessing.Event(), multiprocessing.Event()
+    reached, resume = tmp_path / "reached", tmp_path / "resume"
     _stop_before(monkeypatch, STOP_AT, reached, resume)
     storage = open_storage("s3://faults/data", private_s3.options)
     stopper = threading.Thread(target=_stop_once_recorded, args=(private_s3, storage, reached, resume))
@@ -70,7 +75,7 @@ def test_server_stopped_mid_generation_then_rerun_completes(tmp_path, private_s3
     try:
         code = cli.main(["generate", config, *overrides, "--processes", "2", "--quiet"])
     finally:
-        resume.set()
+        resume.touch()
         stopper.join()
     lines = _error_lines(capfd.readouterr().err)
     assert code == 1 and len(lines) == 1, lines
