@@ -237,7 +237,30 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
             bar.close()
     manifest = _manifest(workload, uri, entries, complete=True)
     save_manifest(storage, manifest)
+    _warn_extra_files(storage, {key for group in entries.values() for key in _group_keys(group)})
+    _make_split_folders(storage)
     return manifest
+
+
+def _group_keys(group: list[dict]) -> list[str]:
+    return [entry["key"] for entry in group]
+
+
+def _warn_extra_files(storage, written: set[str]) -> None:
+    """Files of another dataset in the same folder would be read by DLIO (it lists the folder): say so."""
+    extra = [key for prefix in _DATA_PREFIXES for key in storage.list(prefix) if key not in written]
+    if extra:
+        print(f"warning: {storage.uri}: {len(extra)} file(s) not part of this dataset (e.g. "
+              f"{storage.key_uri(extra[0])}), left from another config? DLIO would read them; delete them "
+              "or use another dataset.data_folder", file=sys.stderr)
+
+
+def _make_split_folders(storage) -> None:
+    """DLIO 2.0.0 lists `valid/` even with no eval files and fails if the folder is missing."""
+    for split in ("train", "valid"):
+        path = storage.local_path(split)
+        if path is not None:
+            os.makedirs(path, exist_ok=True)
 
 
 def verify_dataset(workload, checksums=True) -> list[str]:

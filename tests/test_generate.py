@@ -123,3 +123,19 @@ def test_config_change_regenerates(tmp_path):
     after = _snapshot(tmp_path)
     assert set(after) == set(before) and all(after[k] != before[k] for k in after if "idx" not in k)
     assert verify_dataset(w) == []
+
+
+def test_generate_leaves_a_layout_dlio_can_list_and_warns_about_foreign_files(tmp_path, capsys):
+    """DLIO 2.0.0 lists valid/ even with no eval files; files of another config in the folder are named."""
+    from dldriver.config import load_workload
+    from dldriver.generate import generate_dataset
+
+    shrink = [f"dataset.data_folder={tmp_path}", "dataset.record_length_bytes=4096",
+              "dataset.record_length_bytes_stdev=0", "dataset.num_files_eval=0"]
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "workloads", "unet3d_a100.yaml")
+    generate_dataset(load_workload(config, shrink + ["dataset.num_files_train=4"]), progress=False)
+    assert (tmp_path / "valid").is_dir() and not any((tmp_path / "valid").iterdir())
+    assert "not part of this dataset" not in capsys.readouterr().err
+    generate_dataset(load_workload(config, shrink + ["dataset.num_files_train=3"]), progress=False)
+    err = capsys.readouterr().err
+    assert "4 file(s) not part of this dataset" in err and "img_0_of_4.npz" in err
