@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,6 +42,16 @@ _worker_storage = None
 def _init_worker(uri: str, options: dict) -> None:
     global _worker_storage
     _worker_storage = open_storage(uri, options)
+    # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it while
+    # the worker builds its first file instead of before its first put.
+    threading.Thread(target=_connect_quietly, args=(_worker_storage,), daemon=True).start()
+
+
+def _connect_quietly(storage) -> None:
+    try:
+        storage.connect()
+    except Exception:  # noqa: BLE001 -- the first put meets the same failure and reports it, naming the file
+        pass
 
 
 def _part(key: str, size: int, digest: str) -> dict:

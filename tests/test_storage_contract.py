@@ -2,6 +2,7 @@
 a temporary folder (file://), O_DIRECT on it (direct://), SeaweedFS (s3://) and Azurite (az://)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 
@@ -134,3 +135,23 @@ def test_local_path(storage):
         assert open(path, "rb").read() == b"x"
     else:
         assert path is None
+
+
+def test_one_client_per_process_and_settings(storage):
+    """Object stores share one SDK client per process and settings (making one costs tens of ms), and a
+    forked process makes its own (pooled connections must not be shared across processes)."""
+    storage.connect()  # a no-op where there is nothing to connect
+    if storage.local_path("k") is not None:
+        return
+    client = storage.client
+    assert open_storage(storage.uri, OPTIONS, threads=4).child("a").client is client
+    assert open_storage(storage.uri, OPTIONS, threads=64).client is not client  # another pool size
+
+    def in_child():
+        assert storage.client is not client
+        storage.put("forked", b"x")
+
+    child = multiprocessing.get_context("fork").Process(target=in_child)
+    child.start()
+    child.join()
+    assert child.exitcode == 0 and storage.get("forked") == b"x" and storage.client is client

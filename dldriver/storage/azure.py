@@ -11,15 +11,13 @@ service discards on its own.
 """
 from __future__ import annotations
 
-import copy
 import ipaddress
 import os
-import threading
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (MissingContainerError, MissingObjectError, Storage, Writer, check_key,
+from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage, Writer,
                                    check_range, join_uri, short_read)
 
 MiB = 1 << 20
@@ -41,81 +39,87 @@ def account_from_url(url: str) -> str:
     return parsed.path.strip("/").split("/")[0] if is_ip else host.split(".")[0]
 
 
-class AzureStorage(Storage):
+def _transport(pool: int, connect_timeout: float, read_timeout: float):
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    # The SDK's own adapter (32 KiB send blocks); we only need a pool as large as our threads.
+    from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    # Retries belong to the SDK's policy, not to urllib3 underneath it (as the SDK sets it up itself).
+    adapter = BiggerBlockSizeHTTPAdapter(pool_maxsize=pool,
+                                         max_retries=Retry(total=False, redirect=False, raise_on_status=False))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, connection_data_block_size=DATA_BLOCK_SIZE,
+                             connection_timeout=connect_timeout, read_timeout=read_timeout)
+
+
+def _make_service(settings: tuple):
+    from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+    credentials, pool, attempts, block_size, single_put_size, connect_timeout, read_timeout = settings
+    kwargs = {
+        "transport": _transport(pool, connect_timeout, read_timeout),
+        # The SDK's default waits 15 s before the first retry and longer after; a benchmark wants to
+        # ride out a throttled second, not stall for a minute (waits here: 1, 3, 5, 9 s).
+        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=max(0, attempts - 1)),
+        "max_block_size": block_size,
+        "max_single_put_size": single_put_size,
+    }
+    kind, *values = credentials
+    if kind == "connection_string":
+        return BlobServiceClient.from_connection_string(values[0], **kwargs)
+    url, name, key = values
+    credential = {"account_name": name, "account_key": key} if key else None
+    return BlobServiceClient(url, credential=credential, **kwargs)
+
+
+# One service client per process and settings (its pipeline and pool), one container client per
+# container on it.
+_services = ClientCache(_make_service)
+_containers = ClientCache(lambda settings: _services.get(settings[0]).get_container_client(settings[1]))
+
+
+class AzureStorage(ObjectStorage):
     scheme = "az"
 
     def __init__(self, container: str, prefix: str = "", options: dict | None = None, threads: int = 8):
         if not container:
             raise StorageError("az://: a container name is required (az://container/prefix)")
         self.container = container
-        self.prefix = prefix.strip("/")
-        super().__init__(join_uri(f"az://{container}", self.prefix))
-        opts = dict(options or {})
-        self._opts = opts
-        self.threads = max(1, int(threads))
-        self.max_attempts = int(opts.get("azure_max_attempts", 5))
-        self.block_size = int(opts.get("azure_block_size", DEFAULT_BLOCK_SIZE))
-        self._lock = threading.Lock()
-        self._client = None
-        self._client_pid = None
+        super().__init__(container, prefix, options, threads)
+        self.max_attempts = int(self._opts.get("azure_max_attempts", 5))
+        self.block_size = int(self._opts.get("azure_block_size", DEFAULT_BLOCK_SIZE))
 
     # -- the client ------------------------------------------------------------------------------
 
     @property
     def client(self):
-        """The ContainerClient; one per process, as pooled connections must not cross a fork."""
-        if self._client is None or self._client_pid != os.getpid():
-            with self._lock:
-                if self._client is None or self._client_pid != os.getpid():
-                    self._client = self._make_service().get_container_client(self.container)
-                    self._client_pid = os.getpid()
-        return self._client
+        """The ContainerClient, shared by every storage of this process with the same settings."""
+        return _containers.get((self._settings(), self.container))
 
-    def _make_service(self):
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
-
+    def _settings(self) -> tuple:
+        """Everything the service client is made from, resolved now (the environment may change)."""
         opts = self._opts
-        kwargs = {
-            "transport": self._transport(),
-            # The SDK's default waits 15 s before the first retry and longer after; a benchmark wants to
-            # ride out a throttled second, not stall for a minute (waits here: 1, 3, 5, 9 s).
-            "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2,
-                                             retry_total=max(0, self.max_attempts - 1)),
-            "max_block_size": self.block_size,
-            "max_single_put_size": int(opts.get("azure_single_put_size", DEFAULT_SINGLE_PUT_SIZE)),
-        }
+        return (self._credentials(), max(10, self.threads), self.max_attempts, self.block_size,
+                int(opts.get("azure_single_put_size", DEFAULT_SINGLE_PUT_SIZE)),
+                float(opts.get("connect_timeout", 10)), float(opts.get("read_timeout", 60)))
+
+    def _credentials(self) -> tuple:
+        """("connection_string", STRING) or ("account_url", URL, NAME, KEY or None)."""
+        opts = self._opts
         conn = opts.get("connection_string") or os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
         if conn:
-            return BlobServiceClient.from_connection_string(conn, **kwargs)
+            return ("connection_string", conn)
         url = opts.get("account_url") or os.environ.get("AZURE_STORAGE_ACCOUNT_URL")
         if not url:
             raise StorageError(f"{self.uri}: no Azure credentials; set AZURE_STORAGE_CONNECTION_STRING, or "
                                "AZURE_STORAGE_ACCOUNT_URL and AZURE_STORAGE_KEY")
         key = opts.get("account_key") or os.environ.get("AZURE_STORAGE_KEY")
         name = opts.get("account_name") or os.environ.get("AZURE_STORAGE_ACCOUNT") or account_from_url(url)
-        credential = {"account_name": name, "account_key": key} if key else None
-        return BlobServiceClient(url, credential=credential, **kwargs)
-
-    def _transport(self):
-        import requests
-        from azure.core.pipeline.transport import RequestsTransport
-        # The SDK's own adapter (32 KiB send blocks); we only need a pool as large as our threads.
-        from azure.core.pipeline.transport._bigger_block_size_http_adapters import BiggerBlockSizeHTTPAdapter
-        from urllib3.util.retry import Retry
-
-        session = requests.Session()
-        # Retries belong to the SDK's policy, not to urllib3 underneath it (as the SDK sets it up itself).
-        adapter = BiggerBlockSizeHTTPAdapter(pool_maxsize=max(10, self.threads),
-                                             max_retries=Retry(total=False, redirect=False, raise_on_status=False))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return RequestsTransport(session=session, connection_data_block_size=DATA_BLOCK_SIZE,
-                                 connection_timeout=float(self._opts.get("connect_timeout", 10)),
-                                 read_timeout=float(self._opts.get("read_timeout", 60)))
-
-    def _full(self, key: str) -> str:
-        check_key(key, self.uri)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return ("account_url", url, name, key)
 
     def _blob(self, key: str):
         return self.client.get_blob_client(self._full(key))
@@ -159,16 +163,6 @@ class AzureStorage(Storage):
         """The account's URL (the container client's URL without the container)."""
         return self.client.url.rsplit("/", 1)[0]
 
-    def _with_container(self, uri: str, call):
-        """Run a write; if the container is missing, create it once and run the write again."""
-        try:
-            with self._calls(uri):
-                return call()
-        except MissingContainerError:
-            self.create_container()
-            with self._calls(uri):
-                return call()
-
     def create_container(self) -> None:
         from azure.core.exceptions import ResourceExistsError
 
@@ -179,10 +173,12 @@ class AzureStorage(Storage):
             if not isinstance(err.__cause__, ResourceExistsError):  # created meanwhile by another writer
                 raise
 
+    _create_root = create_container
+
     # -- reads -----------------------------------------------------------------------------------
 
     def list(self, prefix: str = "") -> list[str]:
-        root = f"{self.prefix}/" if self.prefix else ""
+        root = self._root()
         with self._calls(join_uri(self.uri, prefix)):
             # The pager follows continuation markers: every page, not just the first 5000 names.
             names = [b.name[len(root):] for b in self.client.list_blobs(name_starts_with=root + prefix)]
@@ -212,7 +208,7 @@ class AzureStorage(Storage):
     def put(self, key: str, data: bytes, fsync: bool = False) -> None:
         # Above max_single_put_size the SDK stages blocks in parallel and commits the list in one call.
         blob = self._blob(key)
-        self._with_container(self.key_uri(key), lambda: blob.upload_blob(
+        self._with_root(self.key_uri(key), lambda: blob.upload_blob(
             data, length=len(data), overwrite=True, max_concurrency=self.threads))
 
     def open_writer(self, key: str, fsync: bool = False) -> Writer:
@@ -226,15 +222,6 @@ class AzureStorage(Storage):
             raise
         except MissingObjectError:
             pass
-
-    def child(self, prefix: str) -> "AzureStorage":
-        prefix = prefix.strip("/")
-        if not prefix:
-            return self
-        other = copy.copy(self)  # shares the client and its connection pool
-        other.prefix = self._full(prefix)
-        other.uri = join_uri(self.uri, prefix)
-        return other
 
 
 class AzureWriter(Writer):
@@ -253,7 +240,7 @@ class AzureWriter(Writer):
         block_id = f"{len(self._ids):08d}"
         chunk = bytes(self._buf[:size])
         del self._buf[:size]
-        self._s._with_container(self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk)))
+        self._s._with_root(self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk)))
         self._ids.append(block_id)
 
     def write(self, data: bytes) -> None:

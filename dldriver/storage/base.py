@@ -5,7 +5,11 @@ is a StorageError whose message starts with the full URI of the object or root c
 """
 from __future__ import annotations
 
+import copy
+import os
+import threading
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 
 from dldriver.errors import StorageError
 
@@ -124,6 +128,95 @@ class Storage(ABC):
         """A POSIX path for the object where there is one (file, direct), else None."""
         return None
 
+    def connect(self) -> None:
+        """Make the connection now rather than on the first call (object stores); raises what that
+        first call would. A no-op where there is nothing to connect."""
+
     @abstractmethod
     def child(self, prefix: str) -> "Storage":
         """A storage rooted at `prefix` under this one."""
+
+
+class ClientCache:
+    """One SDK client per process and settings, shared by every storage made with those settings (the
+    generate workers', the parent's, a benchmark's repeated runs): a client costs tens of milliseconds.
+
+    A client must not cross a fork (its pooled connections would be shared), so the pid is part of the
+    key; the parent's clients stay referenced in a child, so that collecting them never touches the
+    parent's sockets. The lock is made anew in a child: a thread of the parent may have held it.
+    """
+
+    def __init__(self, make):
+        self._make = make
+        self._clients: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
+
+    def get(self, settings: tuple):
+        key = (os.getpid(), settings)
+        client = self._clients.get(key)
+        if client is None:
+            with self._lock:  # SDK clients are not made safely by two threads at once
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = self._make(settings)
+        return client
+
+
+class ObjectStorage(Storage):
+    """A bucket or container and a key prefix in it (s3, az): what the object stores share.
+
+    Subclasses provide `client` (from a ClientCache), `_calls(uri)` (a context manager turning SDK
+    errors into StorageErrors naming `uri`) and `_create_root()` (create the bucket / container).
+    """
+
+    def __init__(self, root: str, prefix: str, options: dict | None, threads: int):
+        self.prefix = prefix.strip("/")
+        super().__init__(join_uri(f"{self.scheme}://{root}", self.prefix))
+        self._opts = dict(options or {})
+        self.threads = max(1, int(threads))
+
+    @property
+    @abstractmethod
+    def client(self): ...
+
+    @abstractmethod
+    def _calls(self, uri: str) -> AbstractContextManager: ...
+
+    @abstractmethod
+    def _create_root(self) -> None: ...
+
+    def connect(self) -> None:
+        self.client  # noqa: B018 -- made and cached for every later call
+
+    def _full(self, key: str) -> str:
+        """The object's full name in the bucket / container."""
+        check_key(key, self.uri)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _root(self) -> str:
+        """What every full name under this storage starts with."""
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def _with_root(self, uri: str, call):
+        """Run a write; if the bucket / container is missing, create it once and run the write again
+        (a generation into a new bucket just works; reads of a missing one stay errors)."""
+        try:
+            with self._calls(uri):
+                return call()
+        except MissingContainerError:
+            self._create_root()
+            with self._calls(uri):
+                return call()
+
+    def child(self, prefix: str) -> "ObjectStorage":
+        prefix = prefix.strip("/")
+        if not prefix:
+            return self
+        other = copy.copy(self)  # shares the client and its connection pool
+        other.prefix = self._full(prefix)
+        other.uri = join_uri(self.uri, prefix)
+        return other

@@ -12,14 +12,12 @@ listing or stat-ing a missing bucket is an error.
 """
 from __future__ import annotations
 
-import copy
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (MissingContainerError, MissingObjectError, Storage, Writer, check_key,
+from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage, Writer,
                                    check_range, join_uri, short_read)
 
 MiB = 1 << 20
@@ -37,23 +35,9 @@ def _flag(value) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-# One client per process and settings, shared by every S3Storage (the generate workers', the parent's, a
-# benchmark's repeated runs): making one costs 40-100 ms. A client must not cross a fork (its pooled
-# connections would be shared), so the pid is part of the key. Sessions do cross it: a child's first client
-# then reuses the service models its parent's session already loaded, which is most of that cost.
-_clients: dict[tuple, object] = {}
+# Sessions cross a fork (clients do not, see ClientCache): a child's first client then reuses the service
+# models its parent's session already loaded, which is most of a client's cost.
 _sessions: dict[tuple, object] = {}
-_cache_lock = threading.Lock()  # boto3 sessions are not thread-safe while they make clients
-
-
-def _client(settings: tuple):
-    key = (os.getpid(), settings)
-    client = _clients.get(key)
-    if client is None:
-        with _cache_lock:
-            client = _clients.get(key) or _make_client(settings)
-            _clients[key] = client
-    return client
 
 
 def _session(region: str, keys: tuple | None):
@@ -84,18 +68,18 @@ def _make_client(settings: tuple):
     return _session(region, keys).client("s3", endpoint_url=endpoint, config=config)
 
 
-class S3Storage(Storage):
+_clients = ClientCache(_make_client)
+
+
+class S3Storage(ObjectStorage):
     scheme = "s3"
 
     def __init__(self, bucket: str, prefix: str = "", options: dict | None = None, threads: int = 8):
         if not bucket:
             raise StorageError("s3://: a bucket name is required (s3://bucket/prefix)")
         self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        super().__init__(join_uri(f"s3://{bucket}", self.prefix))
-        opts = dict(options or {})
-        self._opts = opts
-        self.threads = max(1, int(threads))
+        super().__init__(bucket, prefix, options, threads)
+        opts = self._opts
         self.max_attempts = int(opts.get("s3_max_attempts", 5))
         self.part_size = max(MIN_PART_SIZE, int(opts.get("s3_part_size", DEFAULT_PART_SIZE)))
         self.multipart_threshold = int(opts.get("s3_multipart_threshold", DEFAULT_MULTIPART_THRESHOLD))
@@ -106,7 +90,7 @@ class S3Storage(Storage):
 
     @property
     def client(self):
-        return _client(self._settings())
+        return _clients.get(self._settings())
 
     def _settings(self) -> tuple:
         """Everything the client is made from, resolved now (the environment may change between calls)."""
@@ -122,10 +106,6 @@ class S3Storage(Storage):
         return (self.region, keys, endpoint, _flag(opts.get("s3_force_path_style", True)),
                 max(10, self.threads), opts.get("s3_retry_mode", "standard"), self.max_attempts,
                 float(opts.get("connect_timeout", 10)), float(opts.get("read_timeout", 60)))
-
-    def _full(self, key: str) -> str:
-        check_key(key, self.uri)
-        return f"{self.prefix}/{key}" if self.prefix else key
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -179,16 +159,6 @@ class S3Storage(Storage):
                 return MissingContainerError(f"{uri}: bucket {self.bucket!r} does not exist")
         return err
 
-    def _with_bucket(self, uri: str, call):
-        """Run a write; if the bucket is missing, create it once and run the write again."""
-        try:
-            with self._calls(uri):
-                return call()
-        except MissingContainerError:
-            self.create_bucket()
-            with self._calls(uri):
-                return call()
-
     def create_bucket(self) -> None:
         from botocore.exceptions import ClientError
 
@@ -205,10 +175,12 @@ class S3Storage(Storage):
                     cause.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")):
                 raise
 
+    _create_root = create_bucket
+
     # -- reads -----------------------------------------------------------------------------------
 
     def list(self, prefix: str = "") -> list[str]:
-        root = f"{self.prefix}/" if self.prefix else ""
+        root = self._root()
         keys = []
         with self._calls(join_uri(self.uri, prefix)):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
@@ -262,7 +234,7 @@ class S3Storage(Storage):
             self._put_parallel(key, data)
             return
         full = self._full(key)
-        self._with_bucket(self.key_uri(key), lambda: self.client.put_object(Bucket=self.bucket, Key=full, Body=data))
+        self._with_root(self.key_uri(key), lambda: self.client.put_object(Bucket=self.bucket, Key=full, Body=data))
 
     def _put_parallel(self, key: str, data: bytes) -> None:
         """A large object in memory: upload its parts concurrently."""
@@ -288,7 +260,7 @@ class S3Storage(Storage):
 
     def delete_prefix(self, prefix: str) -> None:
         keys = self.list(prefix)
-        root = f"{self.prefix}/" if self.prefix else ""
+        root = self._root()
         for i in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": root + k} for k in keys[i:i + DELETE_BATCH]]
             with self._calls(join_uri(self.uri, prefix)):
@@ -297,15 +269,6 @@ class S3Storage(Storage):
                 first = response["Errors"][0]
                 raise StorageError(f"s3://{self.bucket}/{first['Key']}: delete failed: {first.get('Code')} "
                                    f"({len(response['Errors'])} object(s) not deleted)")
-
-    def child(self, prefix: str) -> "S3Storage":
-        prefix = prefix.strip("/")
-        if not prefix:
-            return self
-        other = copy.copy(self)  # shares the client and its connection pool
-        other.prefix = self._full(prefix)
-        other.uri = join_uri(self.uri, prefix)
-        return other
 
 
 class S3Writer(Writer):
@@ -322,7 +285,7 @@ class S3Writer(Writer):
 
     def start(self) -> None:
         s = self._s
-        response = s._with_bucket(self._uri, lambda: s.client.create_multipart_upload(Bucket=s.bucket, Key=self._full))
+        response = s._with_root(self._uri, lambda: s.client.create_multipart_upload(Bucket=s.bucket, Key=self._full))
         self._upload_id = response["UploadId"]
 
     def upload_part(self, number: int, chunk: bytes) -> str:
