@@ -49,15 +49,16 @@ def write_files(storage, folder: str, files, source: ChunkSource, fsync: bool) -
     stores the commit of the upload is the durability point.
     """
     total = 0
-    for name, nbytes in files:
-        key = f"{folder}/{name}"
-        try:
-            with storage.open_writer(key, fsync=fsync) as out:
-                for chunk in source.chunks(name, nbytes):
-                    out.write(chunk)
-        except StorageError as err:
-            raise CheckpointError(f"checkpoint file {storage.uri}/{key} could not be written: {err}") from err
-        total += nbytes
+    with storage.batched_sync():  # one folder fsync per checkpoint folder, not one per file
+        for name, nbytes in files:
+            key = f"{folder}/{name}"
+            try:
+                with storage.open_writer(key, fsync=fsync) as out:
+                    for chunk in source.chunks(name, nbytes):
+                        out.write(chunk)
+            except StorageError as err:
+                raise CheckpointError(f"checkpoint file {storage.uri}/{key} could not be written: {err}") from err
+            total += nbytes
     return total
 
 

@@ -5,6 +5,8 @@ is a StorageError whose message starts with the full URI of the object or root c
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import copy
 import os
 import threading
@@ -127,6 +129,16 @@ class Storage(ABC):
     def local_path(self, key: str) -> str | None:
         """A POSIX path for the object where there is one (file, direct), else None."""
         return None
+
+    @contextmanager
+    def batched_sync(self):
+        """Within it, fsynced writes make their folder durable once at the end rather than once per file.
+
+        A file system needs the folder fsynced for a rename to survive a crash; a checkpoint of many files
+        in one folder pays that once (as a save that fsyncs each file and then its folder). The context
+        exits only after those folder fsyncs. Object stores have nothing to batch.
+        """
+        yield
 
     def connect(self) -> None:
         """Make the connection now rather than on the first call (object stores); raises what that

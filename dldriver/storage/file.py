@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import uuid
+from contextlib import contextmanager
 
 from dldriver.errors import StorageError
 from dldriver.storage.base import (MissingObjectError, Storage, Writer, check_key, check_range, join_uri,
@@ -32,6 +33,7 @@ def _fsync_dir(folder: str) -> None:
 
 class FileWriter(Writer):
     def __init__(self, storage: "FileStorage", key: str, fsync: bool):
+        self._storage = storage
         self._uri = storage.key_uri(key)
         self._path = storage.path(key)
         self._fsync = fsync
@@ -53,7 +55,7 @@ class FileWriter(Writer):
             self._file.close()
             os.replace(self._tmp, self._path)
             if self._fsync:
-                _fsync_dir(os.path.dirname(self._path))
+                self._storage.folder_written(os.path.dirname(self._path))
         except OSError as err:
             self.abort()
             raise StorageError(f"{self._uri}: write failed: {err.strerror}") from err
@@ -71,7 +73,28 @@ class FileStorage(Storage):
 
     def __init__(self, root: str, uri: str | None = None):
         self.root = os.path.abspath(root)
+        self._pending_folders: set[str] | None = None  # inside batched_sync: folders to fsync at its end
         super().__init__(uri or f"{self.scheme}://{self.root}")
+
+    def folder_written(self, folder: str) -> None:
+        """An fsynced file was renamed into `folder`: make the name durable now, or at the batch's end."""
+        if self._pending_folders is None:
+            _fsync_dir(folder)
+        else:
+            self._pending_folders.add(folder)
+
+    @contextmanager
+    def batched_sync(self):
+        outer = self._pending_folders is None
+        if outer:
+            self._pending_folders = set()
+        try:
+            yield
+        finally:
+            if outer:
+                folders, self._pending_folders = self._pending_folders, None
+                for folder in sorted(folders):
+                    _fsync_dir(folder)
 
     def path(self, key: str) -> str:
         return os.path.join(self.root, *check_key(key, self.uri).split("/"))
