@@ -54,15 +54,23 @@ def _grouped(cells: list) -> list:
             for c in cells]
 
 
-def throughput(cells: list, out: Path):
-    """Samples/s by backend (groups) and loader (bars), one panel per training workload."""
-    train = [c for c in cells if c["mode"] == "train" and c.get("samples_per_second_mean") is not None]
+def _train_panels(cells: list, value: str):
+    """A figure with one panel per training workload that has `value`, and each panel's grouped cells."""
+    train = [c for c in cells if c["mode"] == "train" and c.get(value) is not None]
     workloads = sorted({c["workload"] for c in train})
     if not workloads:
         return None
     fig, axes = _grid(len(workloads))
-    for ax, workload in zip(axes, workloads):
-        mine = _grouped([c for c in train if c["workload"] == workload])
+    return fig, [(ax, w, _grouped([c for c in train if c["workload"] == w])) for ax, w in zip(axes, workloads)]
+
+
+def throughput(cells: list, out: Path):
+    """Samples/s by backend (groups) and loader (bars), one panel per training workload."""
+    panels = _train_panels(cells, "samples_per_second_mean")
+    if panels is None:
+        return None
+    fig, rows = panels
+    for ax, workload, mine in rows:
         _grouped_bars(ax, mine, "group", "loader", "samples_per_second_mean", "samples_per_second_stdev")
         ax.set_title(f"{workload}: throughput")
         ax.set_ylabel("samples/s (mean ± stdev)")
@@ -71,13 +79,11 @@ def throughput(cells: list, out: Path):
 
 def au(cells: list, out: Path):
     """AU % per cell against the workload's metric.au threshold (dashed line)."""
-    train = [c for c in cells if c["mode"] == "train" and c.get("au_percentage_mean") is not None]
-    workloads = sorted({c["workload"] for c in train})
-    if not workloads:
+    panels = _train_panels(cells, "au_percentage_mean")
+    if panels is None:
         return None
-    fig, axes = _grid(len(workloads))
-    for ax, workload in zip(axes, workloads):
-        mine = _grouped([c for c in train if c["workload"] == workload])
+    fig, rows = panels
+    for ax, workload, mine in rows:
         _grouped_bars(ax, mine, "group", "loader", "au_percentage_mean", "au_percentage_stdev")
         threshold = mine[0].get("au_threshold_percentage")
         if threshold is not None:
