@@ -235,3 +235,27 @@ def test_pytorch_slot_pins_from_the_ring(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, device=None: self.clone())
     pinned = pt._SlotRef(ring.token, 1, 2).pin_memory()
     assert torch.equal(pinned, torch.arange(8, dtype=torch.float32).reshape(2, 4))
+
+
+def test_native_batch_memory_is_reused_only_once_dropped(tmp_path):
+    # The native loader reuses a batch's memory after the consumer drops it; a batch (or a view of one)
+    # the consumer keeps is never written again, however many batches follow.
+    w = make_dataset(tmp_path, workload_doc(tmp_path / "d", "npz", files=12, samples=1))
+    source, _, _ = _source(w)
+    loader = make_loader("native", source, dataclasses.replace(w.reader, read_threads=3, prefetch_size=3))
+    expected = _expected(w)
+    planned = [[(f, 0), (f + 1, 0)] for f in range(0, 12, 2)]
+    try:
+        kept = []
+        for epoch in range(3):
+            addresses = set()
+            for batch in loader.epoch(planned):
+                addresses.add(batch.data.ctypes.data)
+                if epoch == 0:
+                    kept.append((batch.data[1:], batch.keys[1:]))
+            for view, keys in kept:
+                for row, key in zip(view, keys):
+                    np.testing.assert_array_equal(row, expected[key])
+        assert len(addresses) < len(planned)  # dropped batches' memory came back
+    finally:
+        loader.close()
