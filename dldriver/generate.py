@@ -9,12 +9,11 @@ killed or failed run resumes where it stopped. On a rerun a file is skipped when
 and the stored object still has the recorded size; any other file is rewritten. Size alone is enough
 there because a file under its final name was committed whole (a killed write leaves no such file), and
 reading every file back would make a resume as slow as a fresh run: content damage after the fact is what
-`dldriver verify` finds, by recomputing every sha256. Contents are seeded, so a rewritten file has the
-same bytes as before.
+`dldriver verify` finds, by recomputing every checksum (manifest.CHECKSUM). Contents are seeded, so a
+rewritten file has the same bytes as before.
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import sys
@@ -27,8 +26,8 @@ from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
 from dldriver.formats.layout import SPLITS, dataset_files
-from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, config_hash, dataset_config, entry_problem,
-                               load_manifest, save_manifest)
+from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
+                               entry_problem, load_manifest, new_hasher, save_manifest)
 from dldriver.storage import open_storage
 
 SAVE_EVERY_S = 5.0
@@ -54,12 +53,8 @@ def _connect_quietly(storage) -> None:
         pass
 
 
-def _part(key: str, size: int, digest: str) -> dict:
-    return {"key": key, "size": size, "sha256": digest}
-
-
-def _sha256(data) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _part(key: str, size: int, digest: dict) -> dict:
+    return {"key": key, "size": size, **digest}
 
 
 def _entries(spec, parts: list[dict]) -> list[dict]:
@@ -76,25 +71,25 @@ def _stream(storage, spec, streams) -> list[dict]:
     """Write a file too large to build in memory, chunk by chunk, hashing as it goes."""
     parts = []
     for key, chunks in streams.items():
-        digest, size = hashlib.sha256(), 0
+        digest, size = new_hasher(), 0
         with storage.open_writer(key, fsync=True) as writer:
             for chunk in chunks:
                 writer.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-        parts.append(_part(key, size, digest.hexdigest()))
+        parts.append(_part(key, size, {digest.name: digest.hexdigest()}))
     return _entries(spec, parts)
 
 
 def _build(spec) -> tuple[dict[str, bytes], list[dict]]:
     """One dataset file (and its index files) in memory, with their manifest entries."""
     objects = get_format(spec.format).write_file(spec)
-    return objects, _entries(spec, [_part(key, len(data), _sha256(data)) for key, data in objects.items()])
+    return objects, _entries(spec, [_part(key, len(data), checksum(data)) for key, data in objects.items()])
 
 
 def _upload(storage, spec, objects: dict[str, bytes], parts: list[dict]) -> tuple[str, list[dict], int]:
     for key, data in objects.items():
-        # Only the data file is fsynced: index files are tiny and `verify` checks every sha256.
+        # Only the data file is fsynced: index files are tiny and `verify` checks every checksum.
         storage.put(key, data, fsync=key == spec.key)
     return spec.key, parts, sum(p["size"] for p in parts)
 
@@ -107,7 +102,7 @@ def _write_run(storage, jobs) -> tuple[list[tuple[str, list[dict], int]], DlDriv
     """Write a run of files, building and hashing each while the one before it is put.
 
     Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zipfile,
-    hashlib and sockets all release the GIL) keeps one put in flight per worker nearly all the time. Returns
+    crc32c and sockets all release the GIL) keeps one put in flight per worker nearly all the time. Returns
     (data key, manifest entries, bytes written: 0 for a complete file kept) per finished file, and the
     error that stopped the run, if any, so that the caller still records every file that did finish.
     """

@@ -35,7 +35,7 @@ def test_parallel_generation_is_reproducible(tmp_path, fmt):
     assert keys <= set(first) and manifest["complete"]
     data_files = [e for e in manifest["files"] if "samples" in e]
     assert len(data_files) == 6 and len({e["size"] for e in data_files}) > 1  # stdev: sizes vary
-    assert all(e["samples"] == 2 and e["record_bytes"] > 0 and len(e["sha256"]) == 64 for e in data_files)
+    assert all(e["samples"] == 2 and e["record_bytes"] > 0 and len(e["crc32c"]) == 8 for e in data_files)
     generate_dataset(w, processes=1, progress=False, force=True)
     assert _snapshot(tmp_path) == first
     assert verify_dataset(w) == []
@@ -107,6 +107,26 @@ def test_verify_names_every_problem(tmp_path):
         assert any(key in p and word in p for p in problems), (key, word, problems)
     assert len(problems) == 4
     assert all("altered" not in p for p in verify_dataset(w, checksums=False))
+
+
+def test_verify_checks_entries_of_older_manifests_by_their_sha256(tmp_path):
+    """Manifests written before CRC-32C record a sha256 per file: verify still checks them."""
+    import hashlib
+
+    w = workload(tmp_path, *ARGS)
+    generate_dataset(w, processes=1, progress=False)
+    storage = data_storage(tmp_path)
+    manifest = json.loads(storage.get("manifest.json"))
+    for entry in manifest["files"]:
+        del entry["crc32c"]
+        entry["sha256"] = hashlib.sha256(storage.get(entry["key"])).hexdigest()
+    storage.put("manifest.json", json.dumps(manifest).encode())
+    assert verify_dataset(w) == []
+    key = dataset_files(w, "train")[0].key
+    good = storage.get(key)
+    storage.put(key, good[:-1] + bytes([good[-1] ^ 1]))
+    problems = verify_dataset(w)
+    assert len(problems) == 1 and key in problems[0] and "altered (sha256" in problems[0]
 
 
 def test_verify_without_manifest(tmp_path):
