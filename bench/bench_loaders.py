@@ -1,23 +1,36 @@
 """I/O-bound loader benchmark: native and pytorch loaders against a raw parallel read of the same files.
 
-computation_time 0 on a page-cached npz dataset, two shapes (64 x 4 MiB, 4096 x 128 KiB), the same
+computation_time 0 on a page-cached npz dataset, in the shapes of SHAPES below, the same
 thread count everywhere. Prints bytes/s and the ratio loader / raw (target >= 0.8). One run:
     .venv/bin/python bench/bench_loaders.py [--data DIR] [--threads 4]
 
-Where the time goes (2 shared cores, 4 threads/workers):
-- native: each sample is read by one preadv straight into its slot of the batch array, so a byte is
-  copied once, as in the raw read; what is left is ~10 us of Python per sample (reader, header check),
-  which shows on 128 KiB samples (about 30 us of copying each). Measured 0.5-1.0 of raw, mostly ~0.8.
-- pytorch: the same reads, in worker processes. A batch must leave a worker in shared memory, and fresh
-  shared memory costs a page fault per 4 KiB page when first written (~2.7 ms per 4 MiB batch, about
-  1.5 GB/s per core, against 0.17 ms to write memory already mapped), which capped pytorch at 0.2-0.3 of
-  raw on 4 MiB samples and 0.3-0.6 on 128 KiB. So the loader reads into a ring of shared batch buffers
-  made before the workers start (dldriver/loaders/pytorch.py says why no slot is overwritten in use)
-  and workers send back only a slot's number. Three runs: 0.37-0.62 on 4 MiB (native 0.42-0.70 in the
-  same runs), 0.69-1.30 on 128 KiB (native 0.84-0.95; worker processes do not share a GIL, the raw
-  read's threads do). pytorch now tracks native; what both lack on 4 MiB is mostly the start of each
-  short epoch (16 batches, 4 workers on 2 cores: ~15 ms of ~40 before the first batch is whole) and
-  the noise of a shared machine on 40 ms epochs.
+Where the time goes (2 shared cores, 4 threads/workers, 512 x 4 MiB, batch 4; numbers from timing the
+loaders' epochs directly, interleaved with raw reads in one process, medians of 9):
+- The comparison is on the same footing in time: raw is one pass of pool.map over every file, thread
+  start included; a loader's is train_seconds, one pass from the iterator's start (its first batch
+  latency included) to the last step, the loop's per-step work included (a few %).
+- Where the bytes land is not the same, and that is the loader's real cost: raw's f.read() buffer is
+  freed at once and malloc hands the same, cache-hot memory to the next read, while a loader holds the
+  batches in flight (workers x prefetch_factor + the one in hand: 9 x 16 MiB = 144 MiB). With 4 threads
+  on 2 cores the readers stay ahead, so all of them are live and memory is reused round the ring. preadv
+  of the same files into 144 MiB of rotating buffers reads at ~0.78 of raw (11.9 against 15.1 GB/s), into
+  64 MiB at ~0.85; the source's per-sample Python (reader, header check: ~16 us a sample) costs ~6 % more.
+  That footprint is what DLIO's prefetch parameters ask for, so raw stays the plain f.read() reference.
+- native: each sample is read by one preadv straight into its slot of the batch array. A fresh np.empty
+  per batch (16 MiB) was memory glibc returned to the kernel on free, so each batch page-faulted again
+  (~12,000 faults a 2 GiB epoch): 9.1 GB/s against 11.0 once batch memory is reused (native.py). Now
+  ~0.75 of raw on 4 MiB samples, which is the 144 MiB footprint plus the per-sample Python above.
+  Splitting each batch across the threads (to fill fewer batches at once) changed nothing: the queue is
+  full either way.
+- pytorch: the same reads, in worker processes, into a ring of shared batch buffers made before the
+  workers start (fresh shared memory costs a page fault per 4 KiB page, ~2.7 ms per 4 MiB batch);
+  workers send back only a slot's number (dldriver/loaders/pytorch.py says why no slot is overwritten in
+  use). Its ring is the same 144 MiB footprint; the DataLoader's queues (pickling, feeder threads, 4
+  processes on 2 cores) cost ~5-8 % more than native. On 128 KiB samples both meet the target (worker
+  processes do not share a GIL, the raw read's threads do).
+- 64 x 4 MiB epochs last ~25 ms, so the start of each epoch (~15 ms before the first batch is whole
+  with 4 workers on 2 cores) and a shared machine's noise weigh on them; 512 x 4 MiB shows the
+  sustained rate.
 """
 from __future__ import annotations
 
