@@ -8,13 +8,14 @@ Where the time goes (2 shared cores, 4 threads/workers, 512 x 4 MiB, batch 4; nu
 loaders' epochs directly, interleaved with raw reads in one process, medians of 9):
 - The comparison is on the same footing in time: raw is one pass of pool.map over every file, thread
   start included; a loader's is train_seconds, one pass from the iterator's start (its first batch
-  latency included) to the last step, the loop's per-step work included (a few %).
+  latency included) to the last step, the loop's per-step work included (~1 us a step: negligible).
 - Where the bytes land is not the same, and that is the loader's real cost: raw's f.read() buffer is
   freed at once and malloc hands the same, cache-hot memory to the next read, while a loader holds the
   batches in flight (workers x prefetch_factor + the one in hand: 9 x 16 MiB = 144 MiB). With 4 threads
   on 2 cores the readers stay ahead, so all of them are live and memory is reused round the ring. preadv
-  of the same files into 144 MiB of rotating buffers reads at ~0.78 of raw (11.9 against 15.1 GB/s), into
-  64 MiB at ~0.85; the source's per-sample Python (reader, header check: ~16 us a sample) costs ~6 % more.
+  of the same files into 144 MiB of rotating buffers reads at ~0.78 of raw (11.9 against 15.1 GB/s),
+  into 64 MiB at ~0.85 (huge pages for them change nothing: it is cache, not TLB); the source's
+  per-sample Python (reader, header check: ~16 us a sample) costs ~6 % more.
   That footprint is what DLIO's prefetch parameters ask for, so raw stays the plain f.read() reference.
 - native: each sample is read by one preadv straight into its slot of the batch array. A fresh np.empty
   per batch (16 MiB) was memory glibc returned to the kernel on free, so each batch page-faulted again
