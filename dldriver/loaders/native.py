@@ -19,37 +19,43 @@ class _BatchMemory:
 
     Why: a fresh np.empty of a batch (16 MiB of 4 MiB samples) is memory glibc gives back to the kernel
     when it is freed, so every batch paid a page fault per 4 KiB page (~12,000 in a 2 GiB epoch, about
-    a sixth of its time) and was written where no cache held it. The memory released last is handed out
-    first: it is the likeliest still in cache. An array is released by a finalizer on the array that
-    owns the view of the memory, which every view made from it keeps alive, so no batch is overwritten
-    while anyone holds it, however long the consumer keeps it.
+    a sixth of its time). An array is released by a finalizer on the array that owns the view of the
+    memory, which every view made from it keeps alive, so no batch is overwritten while anyone holds it,
+    however long the consumer keeps it. The memory released last is handed out first (the likeliest
+    still in cache).
     """
 
     def __init__(self, keep: int):
         self._keep = keep          # spare buffers kept: as many as can be live at once
-        self._spare: list[bytearray] = []
-        self._lock = threading.Lock()
+        self._spare: dict[int, list[bytearray]] = {}   # by size in bytes
+        # Reentrant: a garbage collection inside the lock may run a finalizer in the same thread.
+        self._lock = threading.RLock()
 
     def empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        memory = self._take(nbytes) or bytearray(nbytes)
+        memory = self._take(nbytes)
+        if memory is None:
+            memory = bytearray(nbytes)
         array = np.ndarray(shape, dtype, buffer=memory)
         weakref.finalize(array, self._give_back, memory).atexit = False
         return array
 
     def _take(self, nbytes: int) -> bytearray | None:
         with self._lock:
-            for i in range(len(self._spare) - 1, -1, -1):
-                if len(self._spare[i]) == nbytes:
-                    return self._spare.pop(i)
-        return None
+            stack = self._spare.get(nbytes)
+            if not stack:
+                return None
+            memory = stack.pop()
+            if not stack:
+                del self._spare[nbytes]
+            return memory
 
     def _give_back(self, memory: bytearray) -> None:
         with self._lock:
-            self._spare.append(memory)
-            if len(self._spare) > self._keep:  # ragged sizes rarely match: drop the oldest
-                del self._spare[0]
+            # Beyond `keep` (ragged sizes, which rarely match), the memory is left to the allocator.
+            if sum(map(len, self._spare.values())) < self._keep:
+                self._spare.setdefault(len(memory), []).append(memory)
 
 
 class NativeLoader(Loader):
