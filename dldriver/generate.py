@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -87,7 +88,11 @@ def _build(spec) -> tuple[dict[str, bytes], list[dict]]:
     return objects, _entries(spec, [_part(key, len(data), checksum(data)) for key, data in objects.items()])
 
 
-def _upload(storage, spec, objects: dict[str, bytes], parts: list[dict]) -> tuple[str, list[dict], int]:
+def _upload(storage, spec, objects: dict[str, bytes], parts: list[dict], before=None):
+    """Put one built file; (data key, manifest entries, bytes written), or None when the put queued
+    `before` it failed: the run stops at that error, so nothing more is sent to a store that just failed."""
+    if before is not None and before.exception() is not None:
+        return None
     for key, data in objects.items():
         # Only the data file is fsynced: index files are tiny and `verify` checks every checksum.
         storage.put(key, data, fsync=key == spec.key)
@@ -102,11 +107,14 @@ def _write_run(storage, jobs) -> tuple[list[tuple[str, list[dict], int]], DlDriv
     """Write a run of files, building and hashing each while the one before it is put.
 
     Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zipfile,
-    crc32c and sockets all release the GIL) keeps one put in flight per worker nearly all the time. Returns
-    (data key, manifest entries, bytes written: 0 for a complete file kept) per finished file, and the
-    error that stopped the run, if any, so that the caller still records every file that did finish.
+    crc32c and sockets all release the GIL) keeps one put in flight per worker nearly all the time. A
+    built file is queued on the putter at once, so that its put starts the moment the one before it ends
+    (not when this thread next looks); the next build waits for that earlier put, which bounds memory to
+    two files per worker. Returns (data key, manifest entries, bytes written: 0 for a complete file kept)
+    per finished file, and the error that stopped the run, if any, so that the caller still records every
+    file that did finish.
     """
-    done, pending = [], None
+    done, puts = [], deque()
     with ThreadPoolExecutor(max_workers=1) as putter:
         try:
             for spec, known in jobs:
@@ -118,12 +126,11 @@ def _write_run(storage, jobs) -> tuple[list[tuple[str, list[dict], int]], DlDriv
                     parts = _stream(storage, spec, streams)
                     done.append((spec.key, parts, sum(p["size"] for p in parts)))
                     continue
-                built = _build(spec)
-                if pending is not None:
-                    done.append(pending.result())
-                pending = putter.submit(_upload, storage, spec, *built)
-            if pending is not None:
-                done.append(pending.result())
+                puts.append(putter.submit(_upload, storage, spec, *_build(spec), puts[-1] if puts else None))
+                while len(puts) > 1:
+                    done.append(puts.popleft().result())
+            while puts:
+                done.append(puts.popleft().result())
         except DlDriverError as err:
             return done, err
     return done, None
@@ -232,7 +239,8 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
         _save_quietly(storage, _manifest(workload, uri, entries, complete=False))
 
     try:
-        with _results(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as results:
+        with (_results(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as results,
+              _listing(storage) as present):
             _record(results, entries, bar, save_partial)
     except BaseException:
         # What finished is recorded, so that a rerun resumes; the error that stopped us is what we report.
@@ -243,7 +251,7 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
             bar.close()
     manifest = _manifest(workload, uri, entries, complete=True)
     save_manifest(storage, manifest)
-    _warn_extra_files(storage, {key for group in entries.values() for key in _group_keys(group)})
+    _warn_extra_files(storage, present.result(), {key for group in entries.values() for key in _group_keys(group)})
     _make_split_folders(storage)
     return manifest
 
@@ -252,9 +260,21 @@ def _group_keys(group: list[dict]) -> list[str]:
     return [entry["key"] for entry in group]
 
 
-def _warn_extra_files(storage, written: set[str]) -> None:
+@contextmanager
+def _listing(storage):
+    """A future of every key under the data prefixes, listed while the workers write: the round trips
+    (tens of milliseconds on an object store) that the end of the run would otherwise wait for. Entered
+    after the pool is made: a thread in the middle of a call must not be forked."""
+    lister = ThreadPoolExecutor(max_workers=1)
+    try:
+        yield lister.submit(lambda: [key for prefix in _DATA_PREFIXES for key in storage.list(prefix)])
+    finally:
+        lister.shutdown(wait=False)
+
+
+def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:
     """Files of another dataset in the same folder would be read by DLIO (it lists the folder): say so."""
-    extra = [key for prefix in _DATA_PREFIXES for key in storage.list(prefix) if key not in written]
+    extra = [key for key in present if key not in written]
     if extra:
         print(f"warning: {storage.uri}: {len(extra)} file(s) not part of this dataset (e.g. "
               f"{storage.key_uri(extra[0])}), left from another config? DLIO would read them; delete them "
