@@ -11,6 +11,9 @@ import io
 import math
 
 import numpy as np
+# numpy loads its random module on first use; load it with this module instead, so that generate's
+# parent has it before it forks and no worker pays the import (~10 ms) before its first file.
+import numpy.random  # noqa: F401
 
 from dldriver.errors import FormatError, StorageError
 
