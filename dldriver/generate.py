@@ -30,6 +30,7 @@ from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest)
 from dldriver.storage import open_storage
+from dldriver.storage.base import MissingContainerError
 
 SAVE_EVERY_S = 5.0
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
@@ -267,9 +268,18 @@ def _listing(storage):
     after the pool is made: a thread in the middle of a call must not be forked."""
     lister = ThreadPoolExecutor(max_workers=1)
     try:
-        yield lister.submit(lambda: [key for prefix in _DATA_PREFIXES for key in storage.list(prefix)])
+        yield lister.submit(_present_keys, storage)
     finally:
         lister.shutdown(wait=False)
+
+
+def _present_keys(storage) -> list[str]:
+    """Keys under the data prefixes; none while the bucket or container does not exist yet (the first
+    put creates it, possibly after this listing ran)."""
+    try:
+        return [key for prefix in _DATA_PREFIXES for key in storage.list(prefix)]
+    except MissingContainerError:
+        return []
 
 
 def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:

@@ -27,3 +27,16 @@ def test_generate_verify_read_on_object_store(tmp_path, request, backend):
     assert any(spec.key in p and "missing" in p for p in verify_dataset(w))
     generate_dataset(w, processes=1, progress=False)
     assert verify_dataset(w) == []
+
+
+
+@pytest.mark.parametrize("env", ["s3_env", "azure_env"])
+def test_generate_into_a_bucket_that_does_not_exist_yet(tmp_path, request, env):
+    """The first put creates the bucket (container); listing it for foreign files meanwhile is no error."""
+    import uuid
+
+    request.getfixturevalue(env)
+    scheme = "s3" if env == "s3_env" else "az"
+    w = workload(tmp_path, f"dataset.data_folder={scheme}://fresh-{uuid.uuid4().hex[:12]}/data")
+    generate_dataset(w, processes=2, progress=False)
+    assert verify_dataset(w) == []
