@@ -31,6 +31,18 @@ def _start(start, state_dir, port):
         pytest.fail(f"local server did not start: {err}", pytrace=False)
 
 
+def _serve(start, stop, state_dir, port):
+    """Start a server, set its variables in os.environ for the session, yield them, stop it after."""
+    env = _start(start, state_dir, port)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in env.items():
+                mp.setenv(key, value)
+            yield env
+    finally:
+        stop(state_dir)
+
+
 @pytest.fixture(scope="session")
 def services_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("services")
@@ -39,27 +51,13 @@ def services_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_env(services_dir):
     """The S3 variables (AWS_ENDPOINT_URL, keys, region) of the session's SeaweedFS, set in os.environ."""
-    env = _start(services.start_s3, services_dir, free_port_block(S3_PORT_SPAN))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in env.items():
-                mp.setenv(key, value)
-            yield env
-    finally:
-        services.stop_s3(services_dir)
+    yield from _serve(services.start_s3, services.stop_s3, services_dir, free_port_block(S3_PORT_SPAN))
 
 
 @pytest.fixture(scope="session")
 def azure_env(services_dir):
     """AZURE_STORAGE_CONNECTION_STRING of the session's Azurite, set in os.environ."""
-    env = _start(services.start_azure, services_dir, free_port_block(1))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in env.items():
-                mp.setenv(key, value)
-            yield env
-    finally:
-        services.stop_azure(services_dir)
+    yield from _serve(services.start_azure, services.stop_azure, services_dir, free_port_block(1))
 
 
 @pytest.fixture

@@ -107,29 +107,31 @@ def _rank_checkpoint_only(comm, workload, scale, drop_caches, quiet):
     ck = Checkpointer(workload, rank, world, scale)
     writes, reads = _counts(workload)
     pause = workload.checkpoint.time_between_checkpoints
-    saves, loads, cache = [], [], None
-    for i in range(1, writes + 1):
-        if pause > 0:
-            time.sleep(pause)
-        barrier.wait()
-        saves.append(ck.save(1, i, barrier))
-        _progress(quiet, rank, f"saved checkpoint {i}/{writes}: {saves[-1]['bytes']} bytes in "
-                               f"{saves[-1]['duration']:.3f} s")
+    cache = None
+    saves = _timed_ops(ck.save, writes, pause, barrier, quiet, rank, "saved")
     if reads:
         barrier.wait()
         if drop_caches and rank == 0:
             cache = _drop_page_cache(ck, writes)
         barrier.wait()
-    for i in range(1, reads + 1):
+    loads = _timed_ops(ck.load, reads, pause, barrier, quiet, rank, "loaded")
+    return {"rank": rank, "start": start, "end": time.time(), "files": len(ck.files),
+            "bytes_per_checkpoint": sum(n for _, n in ck.files),
+            "saves": saves, "loads": loads, "drop_caches": cache,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _timed_ops(op, count: int, pause: float, barrier, quiet: bool, rank: int, verb: str) -> list[dict]:
+    """`count` saves or loads (checkpoint i is global_epoch1_step{i}), each after the pause and a barrier."""
+    records = []
+    for i in range(1, count + 1):
         if pause > 0:
             time.sleep(pause)
         barrier.wait()
-        loads.append(ck.load(1, i, barrier))
-        _progress(quiet, rank, f"loaded checkpoint {i}/{reads}: {loads[-1]['bytes']} bytes in "
-                               f"{loads[-1]['duration']:.3f} s")
-    return {"rank": rank, "start": start, "end": time.time(), "files": len(ck.files), "bytes_per_checkpoint": sum(n for _, n in ck.files),
-            "saves": saves, "loads": loads, "drop_caches": cache,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        records.append(op(1, i, barrier))
+        _progress(quiet, rank, f"{verb} checkpoint {i}/{count}: {records[-1]['bytes']} bytes in "
+                               f"{records[-1]['duration']:.3f} s")
+    return records
 
 
 def _progress(quiet: bool, rank: int, line: str) -> None:
