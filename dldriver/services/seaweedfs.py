@@ -9,6 +9,7 @@ fixed local development credential, not a secret: the server only listens on 127
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -91,7 +92,19 @@ def _probe(port: int) -> bool:
         client.list_buckets()
     except (BotoCoreError, ClientError):
         return False
-    return True
+    return _volume_server_registered(port_block(port)["master.port"])
+
+
+def _volume_server_registered(master_port: int) -> bool:
+    """The gateway answers before the volume server has told the master of its volumes; until then
+    reads of existing objects fail with InternalError (seen after a restart on a loaded machine)."""
+    url = f"http://127.0.0.1:{master_port}/dir/status"
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=1) as response:
+            topology = json.load(response).get("Topology", {})
+    except (OSError, ValueError):
+        return False
+    return any(rack.get("DataNodes") for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or [])
 
 
 def status(state_dir=None) -> dict | None:
