@@ -86,11 +86,8 @@ def start(state_dir=None, port: int | None = None, timeout: float = 60, attached
     (folder / "data").mkdir(parents=True, exist_ok=True)
     cmd = [find_azurite(), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(folder / "data"),
            "--skipApiVersionCheck", "--disableProductStyleUrl", "--disableTelemetry", "--silent"]
-    pid = process.spawn(cmd, folder, attached=attached)
-    state = {"pid": pid, "port": port, "endpoint": endpoint(port), "folder": str(folder)}
-    process.write_state(folder, state)
-    process.wait_ready(NAME, pid, MARKER, folder, lambda: _probe(port), timeout)
-    return state
+    return process.launch(NAME, MARKER, folder, cmd, port, endpoint(port), lambda: _probe(port), timeout,
+                          attached=attached)
 
 
 def stop(state_dir=None) -> dict | None:

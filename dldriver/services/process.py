@@ -161,6 +161,17 @@ def wait_ready(name: str, pid: int, marker: str, folder: Path, probe, timeout: f
     raise ServiceError(f"{name}: not ready after {timeout:.0f} s; log {folder / LOG_FILE}: {log_tail(folder)}")
 
 
+def launch(name: str, marker: str, folder: Path, cmd: list[str], port: int, endpoint: str, probe,
+           timeout: float, env: dict | None = None, attached: bool = False) -> dict:
+    """Spawn a server, record its state ({pid, port, endpoint, folder}: what status and stop read), and
+    wait until `probe()` says it serves; return the state."""
+    pid = spawn(cmd, folder, env, attached)
+    state = {"pid": pid, "port": port, "endpoint": endpoint, "folder": str(folder)}
+    write_state(folder, state)
+    wait_ready(name, pid, marker, folder, probe, timeout)
+    return state
+
+
 def stop_pid(pid: int, marker: str, timeout: float = 15.0) -> None:
     """SIGTERM, wait up to `timeout`, then SIGKILL; only if `pid` still runs the expected program."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):

@@ -127,11 +127,8 @@ def start(state_dir=None, port: int | None = None, timeout: float = 60, attached
     # would bring back old ports: the command line is the only source of truth.
     (folder / "data" / "mini.options").unlink(missing_ok=True)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": DEV_SECRET_KEY}
-    pid = process.spawn(_command(find_weed(), folder, ports), folder, env, attached)
-    state = {"pid": pid, "port": port, "endpoint": endpoint(port), "folder": str(folder)}
-    process.write_state(folder, state)
-    process.wait_ready(NAME, pid, MARKER, folder, lambda: _probe(port), timeout)
-    return state
+    return process.launch(NAME, MARKER, folder, _command(find_weed(), folder, ports), port, endpoint(port),
+                          lambda: _probe(port), timeout, env, attached)
 
 
 def stop(state_dir=None) -> dict | None:
