@@ -55,14 +55,14 @@ def generate_pass(root: str, files: int, processes: int) -> float:
 def s3_uploader(bucket: str, threads: int):
     """put_object(key, data) with a plain boto3 client: path-style, as many pooled connections as threads.
 
-    Checksums are off as in dl-driver's client: newer boto3 otherwise computes a CRC per PUT, which would
-    slow the baseline down, not the code under test.
+    Checksums and payload signing are off as in dl-driver's client: newer boto3 otherwise computes a CRC
+    and a SHA-256 of every body, which would slow the baseline down, not the code under test.
     """
     import boto3
     from botocore.config import Config
 
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], config=Config(
-        max_pool_connections=max(10, threads), s3={"addressing_style": "path"},
+        max_pool_connections=max(10, threads), s3={"addressing_style": "path", "payload_signing_enabled": False},
         request_checksum_calculation="when_required", response_checksum_validation="when_required"))
     return lambda key, data: client.put_object(Bucket=bucket, Key=key, Body=data)
 

@@ -22,7 +22,7 @@ from dldriver.storage.base import MissingObjectError
 
 MANIFEST_KEY = "manifest.json"
 # Bump when the bytes written for a given config change, so older datasets are regenerated, not trusted.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # Keys that change no byte of the dataset (where it lives, what happens after a run, DLIO's unused keys).
 _NOT_CONTENT = ("data_folder", "keep_files", "generation_buffer_size", "enable_chunking", "chunk_size",
                 "record_length_bytes_resize")

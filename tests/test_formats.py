@@ -108,6 +108,34 @@ def test_hdf5_datasets_per_record_and_compression(tmp_path):
     np.testing.assert_array_equal(get_format("hdf5").open_file(storage, spec).read_sample(1), whole)
 
 
+@pytest.mark.parametrize("dims, dtype, nspf", CASES)
+def test_npz_and_npy_are_byte_for_byte_what_numpy_writes(tmp_path, dims, dtype, nspf):
+    """Our npz is np.savez's file and our npy np.save's, for the same arrays: DLIO writes them so."""
+    from dldriver.formats.npz import records
+    for fmt in ("npz", "npy"):
+        (tmp_path / fmt).mkdir()
+        w, storage = _generate(tmp_path / fmt, fmt, dims, dtype, nspf)
+        for spec in dataset_files(w, "train"):
+            x = records(spec)
+            reference = io.BytesIO()
+            if fmt == "npz":
+                np.savez(reference, x=x, y=np.zeros(nspf, dtype=np.int64))
+            else:
+                np.save(reference, x)
+            assert storage.get(spec.key) == reference.getvalue()
+
+
+def test_stored_zip_has_no_data_descriptors_and_checks_out():
+    import zipfile
+    from dldriver.formats.storedzip import stored_zip
+    data = stored_zip([("a.bin", [b"hello ", memoryview(b"world")]), ("b.bin", [b""])], (2024, 5, 6, 7, 8, 10))
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert z.testzip() is None  # every member's CRC-32 is right
+        assert [(i.filename, i.file_size, i.flag_bits, i.date_time) for i in z.infolist()] == [
+            ("a.bin", 11, 0, (2024, 5, 6, 7, 8, 10)), ("b.bin", 0, 0, (2024, 5, 6, 7, 8, 10))]
+        assert z.read("a.bin") == b"hello world"
+
+
 def test_npz_zip_compression_is_compressed(tmp_path):
     w, storage = _generate(tmp_path, "npz", [64, 64], "uint8", 1, "dataset.compression=zip")
     import zipfile

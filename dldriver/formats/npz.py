@@ -2,12 +2,12 @@
 axis, as DLIO writes it -- and y the num_samples zero labels. compression: zip writes savez_compressed
 (DLIO means to, but its enum comparison never matches, §10).
 
-The archive is written here with zipfile rather than by np.savez: the same entries (x.npy and y.npy, each
-a .npy header and the raw array, zip64 as savez forces it), but written into a list of pieces joined once
-at the end (savez into a BytesIO copies the data twice more, a third of the generation time), and with a
-fixed timestamp, where savez stamps the current time, so that the same seed gives the same bytes on every
-rerun. zipfile writes an unseekable stream with data descriptors (sizes after the data); every zip
-reader, numpy's included, reads them.
+An uncompressed archive is built by formats.storedzip: byte for byte the file np.savez writes (zip64
+local headers, no data descriptors, members dated 1980-01-01), joined once from its pieces, so the same
+seed gives the same bytes on every rerun. A compressed one (or one past 2 GiB, which needs zip64 end
+records) is written with zipfile, the same entries into a list of pieces joined once at the end; zipfile
+writes that unseekable stream with data descriptors (sizes after the data), which every zip reader,
+numpy's included, reads.
 """
 from __future__ import annotations
 
@@ -18,10 +18,23 @@ import numpy as np
 
 from dldriver.formats.base import Format, file_rng, random_array
 from dldriver.formats.npyparse import ArrayFileReader, npy_layout, stored_member_start, zip_complete
+from dldriver.formats.storedzip import ZIP64_LIMIT, stored_zip
 
 
 def records(spec) -> np.ndarray:
     return random_array(file_rng(spec), (*spec.shape, spec.num_samples), spec.dtype)
+
+
+def npy_header(array: np.ndarray) -> bytes:
+    """The .npy header np.save writes before `array`'s C-ordered data (format 1.0)."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, np.lib.format.header_data_from_array_1_0(array))
+    return out.getvalue()
+
+
+def npy_pieces(array: np.ndarray) -> list:
+    """A .npy file as pieces to join: the header, then the array's bytes (no copy)."""
+    return [npy_header(array), memoryview(np.ascontiguousarray(array)).cast("B")]
 
 
 class _Pieces:
@@ -55,11 +68,14 @@ class NpzFormat(Format):
     name = "npz"
 
     def write_file(self, spec) -> dict[str, bytes]:
+        x, y = records(spec), np.zeros(spec.num_samples, dtype=np.int64)
+        if spec.compression != "zip" and x.nbytes + y.nbytes < ZIP64_LIMIT - (1 << 20):
+            return {spec.key: stored_zip([("x.npy", npy_pieces(x)), ("y.npy", npy_pieces(y))], _ZIP_EPOCH)}
         compression = zipfile.ZIP_DEFLATED if spec.compression == "zip" else zipfile.ZIP_STORED
         out = _Pieces()
         with zipfile.ZipFile(out, "w", compression=compression, allowZip64=True) as archive:
-            _add_array(archive, "x", records(spec))
-            _add_array(archive, "y", np.zeros(spec.num_samples, dtype=np.int64))
+            _add_array(archive, "x", x)
+            _add_array(archive, "y", y)
         return {spec.key: b"".join(out.pieces)}
 
     def open_file(self, storage, spec) -> FileReader:
