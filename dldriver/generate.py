@@ -1,23 +1,29 @@
 """`dldriver generate` and `dldriver verify`: write a workload's dataset in parallel, record it, check it.
 
-Files are written by a pool of forked processes, each with its own storage connection and handed runs of
-files, each file once and atomically (storage.put / open_writer commit on success only), so a half-written
-file never exists under its name. Inside a worker the next file is built and hashed while the current one
-is put, so at most two files per worker are in memory. The manifest is saved every few seconds, after a
-failure (when the store still takes it) and at the end, and only names files whose writes completed: a
-killed or failed run resumes where it stopped. On a rerun a file is skipped when the manifest lists it
-and the stored object still has the recorded size; any other file is rewritten. Size alone is enough
-there because a file under its final name was committed whole (a killed write leaves no such file), and
-reading every file back would make a resume as slow as a fresh run: content damage after the fact is what
-`dldriver verify` finds, by recomputing every checksum (manifest.CHECKSUM). Contents are seeded, so a
-rewritten file has the same bytes as before.
+Files are written by worker processes (forked, each with its own storage connection) that take files one
+at a time from a shared queue, so the work spreads evenly whatever the file sizes, and report each file
+as its write completes. Each file is written once and atomically (storage.put / open_writer commit on
+success only), so a half-written file never exists under its name. Inside a worker the next file is
+built and hashed while the current one is put, so at most two files per worker are in memory and a
+worker's put follows its last one without a gap. A worker that dies (killed, out of memory) stops the
+run with an error that says so, not a hang. The manifest is saved every few seconds, after a failure
+(when the store still takes it) and at the end, and only names files whose writes completed: a killed
+or failed run resumes where it stopped. On a rerun a file is skipped when the manifest lists it and the
+stored object still has the recorded size; any other file is rewritten. Size alone is enough there
+because a file under its final name was committed whole (a killed write leaves no such file), and
+reading every file back would make a resume as slow as a fresh run: content damage after the fact is
+what `dldriver verify` finds, by recomputing every checksum (manifest.CHECKSUM). Contents are seeded, so
+a rewritten file has the same bytes as before.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import signal
 import sys
 import threading
+import traceback
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -34,18 +40,8 @@ from dldriver.storage.base import MissingContainerError
 
 SAVE_EVERY_S = 5.0
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
-RUN_FILES = 16              # the most files a worker is handed at once
+WATCH_S = 0.5               # how often the parent checks that its workers still live, while none reports
 _DATA_PREFIXES = ("train/", "valid/", "index/")
-
-_worker_storage = None
-
-
-def _init_worker(uri: str, options: dict) -> None:
-    global _worker_storage
-    _worker_storage = open_storage(uri, options)
-    # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it while
-    # the worker builds its first file instead of before its first put.
-    threading.Thread(target=_connect_quietly, args=(_worker_storage,), daemon=True).start()
 
 
 def _connect_quietly(storage) -> None:
@@ -104,53 +100,127 @@ def _kept(storage, known: list[dict] | None) -> bool:
     return bool(known) and not any(entry_problem(storage, e, checksums=False) for e in known)
 
 
-def _write_run(storage, jobs) -> tuple[list[tuple[str, list[dict], int]], DlDriverError | None]:
-    """Write a run of files, building and hashing each while the one before it is put.
+def _written(storage, jobs):
+    """Write files as `jobs` yields them: (data key, manifest entries, bytes written: 0 for a complete
+    file kept) per file, in order, as each write completes; a write's DlDriverError ends it.
 
-    Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zipfile,
-    crc32c and sockets all release the GIL) keeps one put in flight per worker nearly all the time. A
-    built file is queued on the putter at once, so that its put starts the moment the one before it ends
-    (not when this thread next looks); the next build waits for that earlier put, which bounds memory to
-    two files per worker. Returns (data key, manifest entries, bytes written: 0 for a complete file kept)
-    per finished file, and the error that stopped the run, if any, so that the caller still records every
-    file that did finish.
+    Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zip CRCs,
+    crc32c and sockets all release the GIL) keeps one put in flight nearly all the time. A built file is
+    queued on the putter at once, so that its put starts the moment the one before it ends (not when this
+    thread next looks); the next job is taken, and its file built, only while that put runs, which
+    bounds memory to two files and leaves the other jobs to whichever worker is free first.
     """
-    done, puts = [], deque()
+    puts = deque()
     with ThreadPoolExecutor(max_workers=1) as putter:
-        try:
-            for spec, known in jobs:
-                if _kept(storage, known):
-                    done.append((spec.key, known, 0))
-                    continue
-                streams = get_format(spec.format).stream_file(spec) if _too_big(spec) else None
-                if streams:
-                    parts = _stream(storage, spec, streams)
-                    done.append((spec.key, parts, sum(p["size"] for p in parts)))
-                    continue
-                puts.append(putter.submit(_upload, storage, spec, *_build(spec), puts[-1] if puts else None))
-                while len(puts) > 1:
-                    done.append(puts.popleft().result())
-            while puts:
-                done.append(puts.popleft().result())
-        except DlDriverError as err:
-            return done, err
-    return done, None
+        for spec, known in jobs:
+            if _kept(storage, known):
+                yield spec.key, known, 0
+                continue
+            streams = get_format(spec.format).stream_file(spec) if _too_big(spec) else None
+            if streams:
+                parts = _stream(storage, spec, streams)
+                yield spec.key, parts, sum(p["size"] for p in parts)
+                continue
+            puts.append(putter.submit(_upload, storage, spec, *_build(spec), puts[-1] if puts else None))
+            while len(puts) > 1:
+                yield puts.popleft().result()
+        while puts:
+            yield puts.popleft().result()
 
 
 def _too_big(spec) -> bool:
     return spec.num_samples * spec.sample_bytes > STREAM_ABOVE
 
 
-def _task(jobs):
-    """A worker's run of files, on the storage it opened at start."""
-    return _write_run(_worker_storage, jobs)
+def _in_process(storage, jobs):
+    """Events (see _worker) of writing every job in this process."""
+    try:
+        for done in _written(storage, jobs):
+            yield "file", done
+    except DlDriverError as err:
+        yield "error", err
 
 
-def _runs(jobs: list, processes: int) -> list[list]:
-    """Jobs in runs: long enough that a worker's pipeline seldom drains, short enough to share the work
-    evenly and to report progress (and save the manifest) often."""
-    size = max(1, min(RUN_FILES, len(jobs) // (processes * 2)))
-    return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+def _taken(jobs: list, taken):
+    """The jobs this worker takes, one at a time, each the next that no worker has taken yet (`taken`:
+    a shared count of jobs taken; `jobs` came with the fork, so nothing is sent but that count)."""
+    while True:
+        with taken.get_lock():
+            index = taken.value
+            taken.value = index + 1
+        if index >= len(jobs):
+            return
+        yield jobs[index]
+
+
+def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
+    """A worker process: write the jobs it takes until none is left, sending ("file", done) per file
+    written, ("error", DlDriverError) or ("crash", traceback text) when it stops on one, and
+    ("exit", None) last."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+    try:
+        storage = open_storage(uri, options)
+        # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it
+        # while the worker builds its first file instead of before its first put.
+        threading.Thread(target=_connect_quietly, args=(storage,), daemon=True).start()
+        for event in _in_process(storage, _taken(jobs, taken)):
+            events.put(event)
+    except BaseException:  # noqa: BLE001 -- a bug: the parent reports it, with where it happened
+        events.put(("crash", traceback.format_exc()))
+    events.put(("exit", None))
+
+
+def _check_alive(workers) -> None:
+    for process in workers:
+        if process.exitcode is not None and process.exitcode != 0:
+            how = (f"killed by signal {-process.exitcode} ({signal.Signals(-process.exitcode).name}"
+                   f"{', out of memory?' if process.exitcode == -signal.SIGKILL else ''})"
+                   if process.exitcode < 0 else f"exited with status {process.exitcode}")
+            raise DatasetError(f"generate: worker process {process.pid} {how}; the files written so far "
+                               "are recorded, rerun to write the rest")
+
+
+def _from_workers(workers, events):
+    """Every worker's events as they come, until all have exited; raises if one dies without a word."""
+    running = len(workers)
+    while running:
+        try:
+            kind, payload = events.get(timeout=WATCH_S)
+        except queue.Empty:
+            _check_alive(workers)
+            continue
+        if kind == "exit":
+            running -= 1
+        elif kind == "crash":
+            raise RuntimeError(f"a generate worker failed:\n{payload}")
+        else:
+            yield kind, payload
+
+
+@contextmanager
+def _events(storage, jobs: list, processes: int, uri: str, options: dict):
+    """("file", done) per file written and ("error", err) for a write that failed, as they happen; on
+    leaving, the workers are killed at once (after an error, the others would only go on writing files
+    nobody records)."""
+    if processes == 1:
+        yield _in_process(storage, jobs)
+        return
+    context = multiprocessing.get_context("fork")
+    taken, events = context.Value("q", 0), context.Queue()
+    workers = [context.Process(target=_worker, args=(uri, options, jobs, taken, events), daemon=True)
+               for _ in range(processes)]
+    try:
+        for process in workers:
+            process.start()
+        yield _from_workers(workers, events)
+    finally:
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        for process in workers:
+            if process.pid is not None:
+                process.join()
+        events.close()
 
 
 def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
@@ -183,21 +253,6 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="file", desc="generate", file=sys.stderr)
 
 
-@contextmanager
-def _results(storage, jobs: list, processes: int, uri: str, options: dict):
-    """Each run's (finished files, error) as runs end; on leaving, the pool's workers are killed at once
-    (after an error, the others would only go on writing files nobody records)."""
-    runs = _runs(jobs, processes)
-    if processes == 1:
-        yield (_write_run(storage, run) for run in runs)
-        return
-    pool = multiprocessing.get_context("fork").Pool(processes, _init_worker, (uri, options))
-    try:
-        yield pool.imap_unordered(_task, runs)
-    finally:
-        pool.terminate()
-
-
 def _save_quietly(storage, manifest: dict) -> None:
     """Save a manifest that is not the run's last word: if the store refuses it, the error to report is
     the one a data file gets (or the final save's), not this one."""
@@ -207,19 +262,19 @@ def _save_quietly(storage, manifest: dict) -> None:
         pass
 
 
-def _record(results, entries: dict, bar, save_partial) -> None:
-    """Take in each run's finished files as it ends; raise the first error a run met."""
+def _record(events, entries: dict, bar, save_partial) -> None:
+    """Take in each file as its write completes; raise the first error a worker met."""
     start = last_save = time.monotonic()
     written = 0
-    for done, error in results:
-        for key, parts, nbytes in done:
-            entries[key] = parts
-            written += nbytes
+    for kind, payload in events:
+        if kind == "error":
+            raise payload
+        key, parts, nbytes = payload
+        entries[key] = parts
+        written += nbytes
         if bar is not None:
-            bar.update(len(done))
-            bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s")
-        if error is not None:
-            raise error
+            bar.update(1)
+            bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s", refresh=False)
         if time.monotonic() - last_save > SAVE_EVERY_S:
             save_partial()
             last_save = time.monotonic()
@@ -240,9 +295,9 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
         _save_quietly(storage, _manifest(workload, uri, entries, complete=False))
 
     try:
-        with (_results(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as results,
+        with (_events(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as events,
               _listing(storage) as present):
-            _record(results, entries, bar, save_partial)
+            _record(events, entries, bar, save_partial)
     except BaseException:
         # What finished is recorded, so that a rerun resumes; the error that stopped us is what we report.
         save_partial()
@@ -265,7 +320,7 @@ def _group_keys(group: list[dict]) -> list[str]:
 def _listing(storage):
     """A future of every key under the data prefixes, listed while the workers write: the round trips
     (tens of milliseconds on an object store) that the end of the run would otherwise wait for. Entered
-    after the pool is made: a thread in the middle of a call must not be forked."""
+    after the workers are forked: a thread in the middle of a call must not be forked."""
     lister = ThreadPoolExecutor(max_workers=1)
     try:
         yield lister.submit(_present_keys, storage)

@@ -159,3 +159,53 @@ def test_generate_leaves_a_layout_dlio_can_list_and_warns_about_foreign_files(tm
     generate_dataset(load_workload(config, shrink + ["dataset.num_files_train=3"]), progress=False)
     err = capsys.readouterr().err
     assert "4 file(s) not part of this dataset" in err and "img_0_of_4.npz" in err
+
+
+def _instrumented_npz(monkeypatch, tmp_path, act):
+    """npz files whose build first calls act(spec) in the worker and logs 'index pid' to a file."""
+    from dldriver.formats import npz
+    log = tmp_path / "built.log"
+    real = npz.NpzFormat.write_file
+
+    def write_file(self, spec):
+        act(spec)
+        with open(log, "a") as f:
+            f.write(f"{spec.split}/{spec.index} {os.getpid()}\n")
+        return real(self, spec)
+
+    monkeypatch.setattr(npz.NpzFormat, "write_file", write_file)
+    return log
+
+
+def test_files_go_to_whichever_worker_is_free(tmp_path, monkeypatch):
+    """One slow file does not hold back the files after it: the other worker writes them."""
+    import time
+    log = _instrumented_npz(monkeypatch, tmp_path, lambda spec: time.sleep(1.5 if spec.index == 0 else 0))
+    w = workload(tmp_path, "dataset.format=npz", "dataset.num_files_train=20", "dataset.num_files_eval=0",
+                 "dataset.num_samples_per_file=1", "dataset.record_length_bytes=1024")
+    generate_dataset(w, processes=2, progress=False)
+    built = dict(line.split() for line in log.read_text().splitlines())
+    slow_worker = built["train/0"]
+    assert len(built) == 20 and len(set(built.values())) == 2
+    assert sum(pid == slow_worker for pid in built.values()) <= 2  # the slow file, and at most the next one
+    assert verify_dataset(w) == []
+
+
+def test_a_killed_worker_stops_the_run_with_an_error_and_a_rerun_completes(tmp_path, monkeypatch):
+    import signal
+
+    def die_on_the_sixth(spec):
+        if spec.index == 5 and spec.split == "train":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _instrumented_npz(monkeypatch, tmp_path, die_on_the_sixth)
+    w = workload(tmp_path, "dataset.format=npz", "dataset.num_files_train=12", "dataset.num_files_eval=0",
+                 "dataset.num_samples_per_file=1", "dataset.record_length_bytes=1024")
+    with pytest.raises(DatasetError, match=r"worker process \d+ killed by signal 9 \(SIGKILL, out of memory\?\)"):
+        generate_dataset(w, processes=2, progress=False)
+    manifest = json.loads(data_storage(tmp_path).get("manifest.json"))
+    recorded = {e["key"] for e in manifest["files"]}
+    assert not manifest["complete"] and dataset_files(w, "train")[5].key not in recorded
+    monkeypatch.undo()
+    generate_dataset(w, processes=2, progress=False)
+    assert verify_dataset(w) == []
