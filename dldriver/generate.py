@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
+from dldriver.formats.base import warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest)
@@ -284,6 +285,7 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     uri, options = dataset_uri(workload), storage_options(workload)
     get_format(workload.dataset.format)  # an unknown format fails before any work starts
+    warm_random()  # once here, not in every forked worker before its first file
     storage = open_storage(uri, options)
     specs = [spec for split in SPLITS for spec in dataset_files(workload, split)]
     known = {} if force else _known_entries(load_manifest(storage), workload)
@@ -298,6 +300,9 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
         with (_events(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as events,
               _listing(storage) as present):
             _record(events, entries, bar, save_partial)
+            # Saved while the workers' processes are still exiting, which it need not wait for.
+            manifest = _manifest(workload, uri, entries, complete=True)
+            save_manifest(storage, manifest)
     except BaseException:
         # What finished is recorded, so that a rerun resumes; the error that stopped us is what we report.
         save_partial()
@@ -305,8 +310,6 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     finally:
         if bar is not None:
             bar.close()
-    manifest = _manifest(workload, uri, entries, complete=True)
-    save_manifest(storage, manifest)
     _warn_extra_files(storage, present.result(), {key for group in entries.values() for key in _group_keys(group)})
     _make_split_folders(storage)
     return manifest

@@ -128,7 +128,13 @@ def test_npz_and_npy_are_byte_for_byte_what_numpy_writes(tmp_path, dims, dtype, 
 def test_stored_zip_has_no_data_descriptors_and_checks_out():
     import zipfile
     from dldriver.formats.storedzip import stored_zip
-    data = stored_zip([("a.bin", [b"hello ", memoryview(b"world")]), ("b.bin", [b""])], (2024, 5, 6, 7, 8, 10))
+    contents = [b"hello world", b""]
+
+    def fill(member, out):
+        assert bytes(out) == bytes(len(contents[member]))  # handed zeroed, exactly the member's size
+        out[:] = contents[member]
+
+    data = stored_zip([("a.bin", 11), ("b.bin", 0)], (2024, 5, 6, 7, 8, 10), fill)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert z.testzip() is None  # every member's CRC-32 is right
         assert [(i.filename, i.file_size, i.flag_bits, i.date_time) for i in z.infolist()] == [

@@ -42,6 +42,14 @@ def test_put_get_stat_exists_delete(storage):
     storage.delete("a.bin")  # deleting an absent object is not an error
 
 
+@pytest.mark.parametrize("size", [1000, 12 * MiB + 17])  # one PUT; multipart / staged blocks
+def test_put_takes_a_bytearray(storage, size):
+    """Generation builds npz and npy files in place, in a bytearray: every backend stores it as is."""
+    data = bytearray(os.urandom(size))
+    storage.put("built.bin", data)
+    assert storage.get("built.bin") == data and storage.stat("built.bin") == size
+
+
 def test_empty_object(storage):
     storage.put("empty", b"")
     assert storage.get("empty") == b"" and storage.stat("empty") == 0

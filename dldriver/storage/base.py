@@ -113,7 +113,8 @@ class Storage(ABC):
 
     @abstractmethod
     def put(self, key: str, data: bytes, fsync: bool = False) -> None:
-        """Write the whole object atomically: a reader sees the old object or the new, never a part."""
+        """Write the whole object (bytes or a bytearray) atomically: a reader sees the old object or the
+        new, never a part."""
 
     @abstractmethod
     def open_writer(self, key: str, fsync: bool = False) -> Writer: ...
