@@ -40,8 +40,10 @@ def _cmd_validate(args) -> int:
 def _cmd_generate(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import generate_dataset
+    from dldriver.heap import keep_freed_buffers
 
     workload = load_workload(args.config, args.overrides)
+    keep_freed_buffers()
     generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
     return 0
 

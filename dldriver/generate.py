@@ -34,6 +34,7 @@ from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
 from dldriver.formats.base import warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
+from dldriver.heap import keep_freed_buffers
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest)
 from dldriver.storage import open_storage
@@ -159,6 +160,7 @@ def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
     written, ("error", DlDriverError) or ("crash", traceback text) when it stops on one, and
     ("exit", None) last."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+    keep_freed_buffers()
     try:
         storage = open_storage(uri, options)
         # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it
