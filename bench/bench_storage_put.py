@@ -26,10 +26,15 @@ from dldriver.storage import open_storage
 
 
 def plain_s3(threads: int):
+    """A plain boto3 client with the settings of dl-driver's: path-style, no checksums and no SHA-256 of
+    the body (which a default client computes on every PUT: the comparison is of the upload path, not of
+    those settings)."""
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", config=Config(max_pool_connections=threads))
+    client = boto3.client("s3", config=Config(
+        max_pool_connections=threads, s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"))
     bucket = f"plain-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return lambda key, data: client.put_object(Bucket=bucket, Key=key, Body=data)
