@@ -106,8 +106,8 @@ def _written(storage, jobs):
     """Write files as `jobs` yields them: (data key, manifest entries, bytes written: 0 for a complete
     file kept) per file, in order, as each write completes; a write's DlDriverError ends it.
 
-    Building and hashing are our CPU time, the put is the storage's; overlapping them (numpy, zip CRCs,
-    crc32c and sockets all release the GIL) keeps one put in flight nearly all the time. A built file is
+    Building and hashing are our CPU time, the put is the storage's; overlapping them (AES, both CRCs and
+    sockets all release the GIL) keeps one put in flight nearly all the time. A built file is
     queued on the putter at once, so that its put starts the moment the one before it ends (not when this
     thread next looks); the next job is taken, and its file built, only while that put runs, which
     bounds memory to two files and leaves the other jobs to whichever worker is free first.
