@@ -136,3 +136,20 @@ def test_file_an_interrupted_generate_never_wrote_says_generate(tmp_path):
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=4))
     with pytest.raises(DatasetError, match="img_3_of_4.npz: not generated.*dldriver generate"):
         open_dataset(w, need_eval=False)
+
+
+@pytest.mark.parametrize("store", ["s3_uri", "az_uri"])
+def test_object_cut_short_is_named_from_the_listing_alone(tmp_path, calls, store, request):
+    """On object stores the listing brings sizes: a damaged object is named before the run, unread."""
+    from dldriver.storage import open_storage
+
+    uri = f"{request.getfixturevalue(store)}/d"
+    w = make_dataset(tmp_path, workload_doc(uri, files=4))
+    storage, key = open_storage(uri), "train/img_2_of_4.npz"
+    whole = storage.get(key)
+    storage.put(key, whole[:-10])
+    calls.clear()
+    with pytest.raises(DatasetError, match=re.escape(f"{uri}/{key}: {len(whole) - 10} bytes, the manifest says "
+                                                     f"{len(whole)} (cut short or replaced)")):
+        open_dataset(w, need_eval=False)
+    assert set(calls) == {("get", "manifest.json")}  # besides one listing per prefix, not counted here

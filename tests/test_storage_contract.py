@@ -72,6 +72,15 @@ def test_list_prefixes_nested_sorted(storage):
     assert storage.list() == ["manifest.json", "valid/img_0_of_1.npz"]
 
 
+def test_list_sizes(storage):
+    for i, key in enumerate(["train/a.npz", "train/0/b.npz", "valid/c.npz"]):
+        storage.put(key, b"x" * (10 * i + 1))
+    assert storage.list_sizes("train/") == {"train/a.npz": 1, "train/0/b.npz": 11}
+    assert storage.list_sizes() == {k: storage.stat(k) for k in storage.list()}
+    assert storage.list_sizes("nothing/") == {}
+    assert storage.sizes_with_listing == (storage.uri.split(":", 1)[0] in ("s3", "az"))
+
+
 def test_get_range(storage):
     data = os.urandom(10_000)
     storage.put("r.bin", data)

@@ -3,7 +3,9 @@
 The check is cheap on purpose: a dataset of hundreds of thousands of objects must not cost a stat per
 file before every run. With a manifest it compares the config's dataset signature with the manifest's,
 the file counts with the manifest's, and the files the run reads with one listing per top-level prefix.
-Content damage is what `dldriver verify` finds; a file that is cut short fails the run naming the file.
+On object stores that listing brings the sizes too, so an object cut short or replaced is named before
+the run starts; on a file system, where sizes would cost a stat per file, such a file fails the run
+naming it when it is read. Content damage is what `dldriver verify` finds.
 """
 from __future__ import annotations
 
@@ -116,15 +118,22 @@ def needed_entries(manifest: dict, data_keys: list[str]) -> tuple[list[dict], li
 
 
 def _check_present(storage, manifest: dict, data_keys: list[str]) -> None:
-    """Every file the run reads (and its index files) is in the manifest and in one listing per prefix."""
+    """Every file the run reads (and its index files) is in the manifest and in one listing per prefix,
+    with the manifest's size where the listing tells sizes."""
     entries, ungenerated = needed_entries(manifest, data_keys)
     problems = [f"{storage.key_uri(k)}: not generated (absent from the manifest)" for k in ungenerated]
-    keys = [e["key"] for e in entries]
-    listed: set[str] = set()
+    listed: dict[str, int | None] = {}
     # One listing per top-level folder (train/, valid/, index/): a paginated scan, not a stat per file.
-    for prefix in sorted({k.split("/", 1)[0] + "/" for k in keys}):
-        listed.update(storage.list(prefix))
-    problems += [f"{storage.key_uri(k)}: missing" for k in keys if k not in listed]
+    for prefix in sorted({e["key"].split("/", 1)[0] + "/" for e in entries}):
+        listed.update(storage.list_sizes(prefix) if storage.sizes_with_listing
+                      else dict.fromkeys(storage.list(prefix)))
+    for entry in entries:
+        key, size = entry["key"], listed.get(entry["key"], -1)
+        if size == -1:
+            problems.append(f"{storage.key_uri(key)}: missing")
+        elif size is not None and size != entry["size"]:
+            problems.append(f"{storage.key_uri(key)}: {size} bytes, the manifest says {entry['size']} "
+                            "(cut short or replaced)")
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise DatasetError(f"{storage.uri}: the dataset does not match its manifest ({shown}); {GENERATE_HINT}")

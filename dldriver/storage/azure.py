@@ -177,12 +177,16 @@ class AzureStorage(ObjectStorage):
 
     # -- reads -----------------------------------------------------------------------------------
 
+    sizes_with_listing = True
+
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
         root = self._root()
         with self._calls(join_uri(self.uri, prefix)):
             # The pager follows continuation markers: every page, not just the first 5000 names.
-            names = [b.name[len(root):] for b in self.client.list_blobs(name_starts_with=root + prefix)]
-        return sorted(names)
+            return {b.name[len(root):]: b.size for b in self.client.list_blobs(name_starts_with=root + prefix)}
 
     def stat(self, key: str) -> int:
         with self._calls(self.key_uri(key)):

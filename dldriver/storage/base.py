@@ -97,6 +97,14 @@ class Storage(ABC):
     def stat(self, key: str) -> int:
         """The size in bytes; MissingObjectError if absent."""
 
+    # Whether a listing brings every key's size with it (object stores), so that list_sizes costs what
+    # list does; a file system needs a stat per file (on a parallel file system, a metadata request each).
+    sizes_with_listing = False
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        """{key: size in bytes} of every key under the root that starts with `prefix`."""
+        return {key: self.stat(key) for key in self.list(prefix)}
+
     def exists(self, key: str) -> bool:
         try:
             self.stat(key)

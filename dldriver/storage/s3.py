@@ -182,14 +182,19 @@ class S3Storage(ObjectStorage):
 
     # -- reads -----------------------------------------------------------------------------------
 
+    sizes_with_listing = True
+
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
         root = self._root()
-        keys = []
+        sizes = {}
         with self._calls(join_uri(self.uri, prefix)):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=root + prefix)
             for page in pages:
-                keys.extend(obj["Key"][len(root):] for obj in page.get("Contents", ()))
-        return sorted(keys)
+                sizes.update((obj["Key"][len(root):], obj["Size"]) for obj in page.get("Contents", ()))
+        return sizes
 
     def stat(self, key: str) -> int:
         uri = self.key_uri(key)
