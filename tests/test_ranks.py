@@ -80,6 +80,51 @@ def test_mpiexec_two_ranks(tmp_path):
     assert (tmp_path / "out" / "1_output.json").exists()
 
 
+# Loaded by every rank's interpreter (PYTHONPATH): logs each listing of the file backend with the rank.
+LISTING_LOGGER = """
+import os
+from dldriver.storage import file as _file
+
+_list = _file.FileStorage.list
+
+
+def _logged(self, prefix=""):
+    with open(os.environ["LISTINGS_LOG"], "a") as log:
+        log.write(f"{os.environ.get('PMI_RANK', '-')} {prefix}\\n")
+    return _list(self, prefix)
+
+
+_file.FileStorage.list = _logged
+"""
+
+
+def test_under_mpiexec_rank_0_alone_checks_and_lists_the_dataset(tmp_path):
+    """N ranks listing one bucket at start would be N times the load for one answer."""
+    doc = workload_doc(tmp_path / "d", "tfrecord", files=6, samples=2, batch=2)
+    make_dataset(tmp_path, doc)
+    config = write_config(tmp_path / "w.yaml", doc)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(LISTING_LOGGER)
+    log = tmp_path / "listings.log"
+    env = dict(os.environ, PYTHONPATH=f"{hook}:{ROOT}", LISTINGS_LOG=str(log))
+    mpiexec = str(Path(PYTHON).parent / "mpiexec")
+    proc = subprocess.run([mpiexec, "-n", "2", PYTHON, "-m", "dldriver.cli", "run", str(config), "-o", "out",
+                           "-q"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert _summary(tmp_path / "out")["dldriver"]["coverage_ok"]
+    assert sorted(log.read_text().splitlines()) == ["0 index/", "0 train/"]
+
+
+def test_under_mpiexec_a_missing_dataset_is_one_error_from_rank_0(tmp_path):
+    config = write_config(tmp_path / "w.yaml", workload_doc(tmp_path / "nothing", files=4))
+    mpiexec = str(Path(PYTHON).parent / "mpiexec")
+    proc = _run_cli([str(config), "-o", "out", "-q"], tmp_path, launcher=(mpiexec, "-n", "2"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: rank 0: ") and "dldriver generate" in errors[0]
+
+
 def _collectives(comm):
     first = comm.gather(comm.rank * 10)
     value = comm.bcast("from-0" if comm.rank == 0 else None)

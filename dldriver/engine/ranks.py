@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, Optional
 
 from dldriver.errors import ConfigError, DlDriverError
@@ -119,11 +120,15 @@ def _launch_mpi(fn):
     try:
         return fn(comm)
     except BaseException as err:
-        # Other ranks wait in a barrier that this rank will never reach: say why, then end them all.
+        # Other ranks wait in a collective that this rank will never reach: say why, then end them all.
+        # One line for a DlDriverError (the traceback for a bug), and no more: MPI_Abort may return
+        # before the launcher ends this process, and the CLI would print the error a second time.
         code = err.exit_code if isinstance(err, DlDriverError) else 1
+        if not isinstance(err, DlDriverError):
+            traceback.print_exc()
         print(f"error: rank {comm.rank}: {err}", file=sys.stderr, flush=True)
         comm.abort(code)
-        raise
+        os._exit(code)
 
 
 class LocalComm(Comm):

@@ -13,13 +13,13 @@ import platform
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
-from dldriver.engine.ranks import Comm, launch, world_size
+from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
 
@@ -32,7 +32,7 @@ class RunSpec:
     """Everything the ranks share, decided before they start."""
 
     workload: object
-    dataset: Dataset
+    dataset: Optional[Dataset]   # None under srun/mpiexec until rank 0 has checked it (_shared_dataset)
     ranks: int
     steps: int
     eval_steps: int
@@ -59,12 +59,29 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
-    need_eval = wf.evaluation and workload.dataset.num_files_eval > 0
-    dataset = open_dataset(workload, need_eval)
+    need_eval = _needs_eval(workload)
+    # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
+    dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
     out = Path(output or workload.output.folder or "output")
     spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale)
     return launch(functools.partial(_rank_main, spec=spec), size)
+
+
+def _needs_eval(workload) -> bool:
+    return workload.workflow.evaluation and workload.dataset.num_files_eval > 0
+
+
+def _launched_ranks() -> bool:
+    world = launcher_world()
+    return world is not None and world[1] > 1
+
+
+def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
+    """The dataset, checked and listed by rank 0 alone and sent to the other ranks: with every rank
+    listing the same bucket at start, N ranks would put N times the load on the store for one answer.
+    If the check fails, rank 0 raises and the launcher ends the others (ranks._launch_mpi)."""
+    return comm.bcast(open_dataset(workload, need_eval) if comm.rank == 0 else None)
 
 
 def _check_loader(name: str) -> None:
@@ -128,6 +145,8 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
     from dldriver.metrics.system import SystemSampler, host_info
 
     workload = spec.workload
+    if spec.dataset is None:
+        spec = replace(spec, dataset=_shared_dataset(comm, workload, _needs_eval(workload)))
     rd = workload.reader
     shuffled = "random" in (rd.file_shuffle, rd.sample_shuffle)
     entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
