@@ -136,3 +136,20 @@ def test_memory_stays_bounded(tmp_path):
     # 300 MiB written and read back: peak RSS grows by the chunk pool and one read chunk, not 300 MiB
     assert rss["after"] - rss["before"] < 80 * 1024 * 1024
     assert (tmp_path / "ckpt" / "global_epoch1_step1" / "model_states-0.pt").stat().st_size == 300 * 1024 * 1024
+
+
+def test_recovery_rank_shift_reads_what_the_next_host_wrote(tmp_path):
+    """DLIO's recovery_rank_shift (which DLIO HEAD ignores): on 2 hosts of 4 ranks, rank r loads the files
+    rank r + 4 wrote, checked byte for byte against that rank's data; on one host nothing moves."""
+    w = small_llama(str(tmp_path / "ckpt"))
+    w.checkpoint.recovery_rank_shift = True
+    ranks = [Checkpointer(w, rank, 8, chunk_bytes=64 * 1024, ranks_per_host=4) for rank in range(8)]
+    for ck in ranks:
+        ck.save(1, 1)
+    for ck in ranks:
+        other = (ck.rank + 4) % 8
+        assert ck.load_rank == other
+        assert ck.load(1, 1, verify=True)["bytes"] == sum(n for _, n in ranks[other].files)
+    assert Checkpointer(w, 3, 8, ranks_per_host=8).load_rank == 3
+    w.checkpoint.recovery_rank_shift = False
+    assert Checkpointer(w, 3, 8, ranks_per_host=4).load_rank == 3

@@ -78,6 +78,16 @@ def test_checkpoint_only_run_with_two_ranks(tmp_path):
     assert {"save_ckpt1", "save_ckpt2", "load_ckpt1"} <= set(stats)
 
 
+def test_recovery_rank_shift_on_one_host_reads_back_each_ranks_own_files(tmp_path):
+    """Ranks count their host's ranks (a gather and a broadcast); with every rank on one host, rank +
+    ranks-per-host is the rank itself, as in DLIO."""
+    w = workload(str(tmp_path / "ckpt"))
+    w.checkpoint.recovery_rank_shift = True
+    summary = run_checkpoint_only(w, ranks=2, output=str(tmp_path / "out"), quiet=True, scale=0.5)
+    ranks = summary["dldriver"]["ranks"]
+    assert [r["loads"][0]["bytes"] for r in ranks] == [r["bytes_per_checkpoint"] for r in ranks]
+
+
 def test_reads_beyond_writes_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="checkpoint.num_checkpoints_read"):
         run_checkpoint_only(workload(str(tmp_path), writes=1, reads=2), ranks=2, quiet=True, output=str(tmp_path / "o"))

@@ -7,6 +7,7 @@ num_checkpoints_write times (sleep time_between_checkpoints, barrier, save globa
 from __future__ import annotations
 
 import resource
+import socket
 import sys
 import time
 
@@ -42,7 +43,7 @@ class Checkpointer:
     """One rank's checkpoint I/O: which files it owns, and timed saves and loads of them."""
 
     def __init__(self, workload, rank: int, world_size: int, scale: float = 1.0, storage=None,
-                 chunk_bytes: int = CHUNK_BYTES):
+                 chunk_bytes: int = CHUNK_BYTES, ranks_per_host: int | None = None):
         self.workload = workload
         self.rank = rank
         self.scale = scale
@@ -53,6 +54,12 @@ class Checkpointer:
         ckpt = workload.checkpoint
         # Seeded by rank so that ranks write different bytes, and a reader can regenerate them to check.
         self.source = ChunkSource(ckpt.randomize_tensor, seed=rank, chunk_bytes=chunk_bytes)
+        # DLIO's recovery_rank_shift: a load reads the files that rank + ranks-per-host wrote, on another
+        # host when ranks fill hosts in order, so that no host reads back what its own page cache holds.
+        # (DLIO HEAD stores the key under another name and never shifts.) On one host it changes nothing.
+        shift = (ranks_per_host or world_size) if ckpt.recovery_rank_shift else 0
+        self.load_rank = (rank + shift) % world_size
+        self.load_source = ChunkSource(ckpt.randomize_tensor, seed=self.load_rank, chunk_bytes=chunk_bytes)
 
     def save(self, epoch: int, step: int, barrier=None) -> dict:
         """Write this rank's files of global_epoch{epoch}_step{step}; returns its timing record."""
@@ -61,10 +68,12 @@ class Checkpointer:
                                                        self.workload.checkpoint.fsync), barrier)
 
     def load(self, epoch: int, step: int, barrier=None, verify: bool = False) -> dict:
-        """Read back every byte of this rank's files of global_epoch{epoch}_step{step}; returns its timing record."""
+        """Read back every byte of global_epoch{epoch}_step{step}'s files of this rank (of load_rank, with
+        recovery_rank_shift); returns its timing record."""
         folder = layout.checkpoint_folder(epoch, step)
-        return self._timed(folder, lambda: read_files(self.storage, folder, self.files, self.source.chunk_bytes,
-                                                      self.source if verify else None), barrier)
+        files, source = self.layout[self.load_rank], self.load_source
+        return self._timed(folder, lambda: read_files(self.storage, folder, files, source.chunk_bytes,
+                                                      source if verify else None), barrier)
 
     def _timed(self, folder: str, io, barrier) -> dict:
         start = time.time()
@@ -101,10 +110,19 @@ class _Barrier:
         self.comm.barrier()
 
 
+def ranks_per_host(comm, workload) -> int | None:
+    """How many ranks run on this rank's host, when recovery_rank_shift needs it (a collective: every
+    rank calls it); None otherwise."""
+    if not workload.checkpoint.recovery_rank_shift:
+        return None
+    hosts = comm.bcast(comm.gather(socket.gethostname()))
+    return hosts.count(socket.gethostname())
+
+
 def _rank_checkpoint_only(comm, workload, scale, drop_caches, quiet):
     rank, world, barrier = comm.rank, comm.size, _Barrier(comm)
     start = time.time()
-    ck = Checkpointer(workload, rank, world, scale)
+    ck = Checkpointer(workload, rank, world, scale, ranks_per_host=ranks_per_host(comm, workload))
     writes, reads = _counts(workload)
     pause = workload.checkpoint.time_between_checkpoints
     cache = None

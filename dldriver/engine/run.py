@@ -195,8 +195,10 @@ def _loaders(spec: RunSpec, comm: Comm):
                                                                  spec.dataset.open_storage), rd)
         if workload.workflow.checkpoint:
             from dldriver.checkpoint import Checkpointer
+            from dldriver.checkpoint.runner import ranks_per_host
 
-            checkpointer = Checkpointer(workload, comm.rank, comm.size, spec.checkpoint_scale)
+            checkpointer = Checkpointer(workload, comm.rank, comm.size, spec.checkpoint_scale,
+                                        ranks_per_host=ranks_per_host(comm, workload))
         yield train, evaluation, checkpointer
     finally:
         for loader in (train, evaluation):
