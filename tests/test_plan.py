@@ -67,8 +67,14 @@ def test_bert_step_cap_and_cosmoflow():
 
 def test_megatron_on_32_ranks():
     p = plan("megatron_deepspeed_LLNL", 32)
-    # 277203535 // (16 * 32) = 541413 steps, capped at 1000; 1000 * 2.44 = 2440 s; flat model_size 30102 B.
-    assert (p.steps_per_epoch, p.checkpoint_bytes) == (1000, 30102)
+    # 277203535 // (16 * 32) = 541413 steps, capped at 1000; 1000 * 2.44 = 2440 s.
+    assert p.steps_per_epoch == 1000
+    # Checkpoint, in DLIO's older keys (TP 4 x PP 8 = 32 ranks, ZeRO 1, one data-parallel group):
+    flat = 32 * 30102                                              # model_size per rank, int8
+    layer_file = (52583936 // 4 + 209715200 // 4) * 2              # layer_parameters over TP 4, fp16
+    layers = 42 * 4 * layer_file                                   # 40 blocks + embedding + head, x TP 4
+    optimizer = 32 * 3 * (1009254400 + 865075200 + 793600) * 4     # per rank: 2 moments + their sum, fp32
+    assert p.checkpoint_bytes == flat + layers + optimizer == 742081399488
     assert p.compute_seconds_per_epoch == pytest.approx(2440.0)
 
 
@@ -143,3 +149,19 @@ def test_subset_mode_emulates_part_of_a_larger_job():
     assert plan("llama_8b_zero3", 8, *subset).ranks == 8
     with pytest.raises(ConfigError, match="the 16 rank\\(s\\) exceed the tensor \\* pipeline \\* data = 8"):
         plan("llama_8b_zero3", 16, *subset)
+
+
+def test_dlio_older_checkpoint_keys_size_the_checkpoint():
+    """num_layers, layer_parameters and optimization_groups (DLIO's form before model.transformer) write
+    layer and optimizer files beside the flat model: the plan counts them, as the files written do."""
+    p = plan("default", 1, "workflow.checkpoint=True", "model.num_layers=2", "model.layer_parameters=[100,200]",
+             "model.optimization_groups=[1000,2000]")
+    flat = 10240                            # model_size_bytes (DLIO's default), int8
+    layers = 4 * (100 + 200) * 2            # layers 0..L+1 (embedding, 2 blocks, head), fp16
+    optimizer = (1000 + 2000) * 2 * 4 + (1000 + 2000) * 4  # two moments of each group + their sum, fp32
+    assert p.checkpoint_bytes == flat + layers + optimizer == 48640
+    from dldriver.checkpoint import checkpoint_layout
+    w = load_workload(WORKLOADS / "default.yaml", ["workflow.checkpoint=True", "model.num_layers=2",
+                                                   "model.layer_parameters=[100,200]",
+                                                   "model.optimization_groups=[1000,2000]"])
+    assert sum(n for files in checkpoint_layout(w, 1) for _, n in files) == p.checkpoint_bytes

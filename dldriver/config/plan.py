@@ -105,18 +105,24 @@ def transformer_parameters(workload) -> int:
 def checkpoint_bytes(workload, ranks: int) -> int:
     """Bytes of one checkpoint summed over ranks.
 
-    Flat models: model_size_bytes. Transformers: the model in model_datatype, plus three optimizer groups of
+    Flat models: model_size_bytes, plus, in DLIO's older form, the layer and optimizer files that
+    num_layers, layer_parameters and optimization_groups describe. Transformers: the model in model_datatype, plus three optimizer groups of
     all parameters and three of 5*H per optimizer-writing rank in optimizer_datatype. With ZeRO > 0 every
     data-parallel rank writes optimizer state; with ZeRO 0 only the first tensor*pipeline ranks do.
     In subset mode this is the checkpoint of the whole emulated tensor * pipeline * data job.
     """
     m = workload.model
-    if m.type != "transformer":
-        return m.model_size_bytes
-    params = transformer_parameters(workload)
     p = m.parallelism
     model_parallel = p.tensor * p.pipeline
     world = model_parallel * p.data if workload.checkpoint.mode == "subset" else ranks
+    if m.type != "transformer":
+        if m.num_layers <= 0 and not m.optimization_groups:
+            return m.model_size_bytes
+        # DLIO's older form: layers (sized by layer_parameters) and optimizer groups (optimization_groups)
+        # beside the flat model; the files the checkpoint writes are its size.
+        from dldriver.checkpoint.layout import checkpoint_layout
+        return sum(nbytes for files in checkpoint_layout(workload, world) for _, nbytes in files)
+    params = transformer_parameters(workload)
     writers = world if p.zero_stage > 0 else model_parallel
     extras = writers * OPTIMIZER_GROUPS * EXTRA_PER_GROUP * m.transformer.hidden_size
     return params * ITEMSIZE[m.model_datatype] + (OPTIMIZER_GROUPS * params + extras) * ITEMSIZE[m.optimizer_datatype]
