@@ -96,6 +96,17 @@ def test_samples_differ_within_and_across_files(tmp_path):
     assert not np.array_equal(a.read_sample(0), b.read_sample(0))
 
 
+def test_random_contents_neither_compress_nor_repeat():
+    """What a storage benchmark needs of its data: a compressing or deduplicating store gains nothing."""
+    import zlib
+    from dldriver.formats.base import RANDOM_BLOCK, random_bytes
+    a = random_bytes(np.random.default_rng([1, 0, 0]), RANDOM_BLOCK + (1 << 20)).tobytes()
+    b = random_bytes(np.random.default_rng([1, 0, 1]), 1 << 20).tobytes()
+    assert len(zlib.compress(a[:4 << 20], 9)) > len(a[:4 << 20])
+    blocks = [data[i:i + 4096] for data in (a, b) for i in range(0, len(data), 4096)]
+    assert len(set(blocks)) == len(blocks)  # no 4 KiB block twice, within a file, across blocks or files
+
+
 def test_hdf5_datasets_per_record_and_compression(tmp_path):
     w, storage = _generate(tmp_path, "hdf5", [3, 4, 5], "float32", 2, "dataset.hdf5.num_dset_per_record=3",
                            "dataset.compression=gzip", "dataset.hdf5.chunk_dims=[1,4,5]")
