@@ -7,6 +7,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from dldriver.errors import DlDriverError
@@ -37,6 +38,16 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM (Slurm's scancel and time limit, Snakemake stopping a job), raised where the process is, so
+    that what is in progress ends as after Ctrl-C: a generation saves what it finished and stops its
+    workers."""
+
+
+def _raise_terminated(_signum, _frame):
+    raise Terminated()
+
+
 def _cmd_generate(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import generate_dataset
@@ -44,6 +55,7 @@ def _cmd_generate(args) -> int:
 
     workload = load_workload(args.config, args.overrides)
     keep_freed_buffers()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
     return 0
 
@@ -188,6 +200,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
     written, ("error", DlDriverError) or ("crash", traceback text) when it stops on one, and
     ("exit", None) last."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and when it does, we end at once
     keep_freed_buffers()
     try:
         storage = open_storage(uri, options)

@@ -102,3 +102,27 @@ def test_wrong_secret_names_the_uri(tmp_path, s3_uri):
     lines = _error_lines(done.stderr)
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert re.match(rf"error: {s3_uri}/data/\S+: credentials refused by ", lines[0]), lines
+
+
+def test_sigterm_saves_what_finished_stops_the_workers_and_a_rerun_completes(tmp_path):
+    """SIGTERM (scancel, a time limit, Snakemake stopping a job) ends a generation as Ctrl-C does."""
+    import psutil
+
+    config, overrides = _config(tmp_path, str(tmp_path), {})
+    overrides = [o for o in overrides if "s3_" not in o and "connect_timeout" not in o]
+    overrides = [o.replace(f"num_files_train={FILES}", "num_files_train=3000") for o in overrides]
+    command = [sys.executable, "-m", "dldriver.cli", "generate", config, *overrides, "-j", "2", "-q"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    train = tmp_path / "data" / "train"
+    _wait_for(lambda: train.exists() and len(list(train.iterdir())) >= 20)
+    workers = psutil.Process(proc.pid).children()
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip() == "terminated", err
+    assert len(workers) == 2
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    manifest = generate.load_manifest(open_storage(str(tmp_path / "data")))
+    assert not manifest["complete"] and 0 < len(manifest["files"]) < 3000
+    assert subprocess.run(command, timeout=300).returncode == 0
+    assert cli.main(["verify", config, *overrides]) == 0
