@@ -41,6 +41,8 @@ from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
 
 SAVE_EVERY_S = 5.0
+SAVE_COST_FACTOR = 20       # ... and at least 20 times as long as the last save took (a million files make
+                            # a manifest of 200 MB): saving never takes more than 1/20 of the parent's time
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
 WATCH_S = 0.5               # how often the parent checks that its workers still live, while none reports
 _DATA_PREFIXES = ("train/", "valid/", "index/")
@@ -267,8 +269,10 @@ def _save_quietly(storage, manifest: dict) -> None:
 
 
 def _record(events, entries: dict, bar, save_partial) -> None:
-    """Take in each file as its write completes; raise the first error a worker met."""
+    """Take in each file as its write completes, saving the manifest now and then; raise the first error
+    a worker met."""
     start = last_save = time.monotonic()
+    save_took = 0.0
     written = 0
     for kind, payload in events:
         if kind == "error":
@@ -279,9 +283,11 @@ def _record(events, entries: dict, bar, save_partial) -> None:
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s", refresh=False)
-        if time.monotonic() - last_save > SAVE_EVERY_S:
+        if time.monotonic() - last_save > max(SAVE_EVERY_S, SAVE_COST_FACTOR * save_took):
+            began = time.monotonic()
             save_partial()
             last_save = time.monotonic()
+            save_took = last_save - began
 
 
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:

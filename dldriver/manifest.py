@@ -93,8 +93,12 @@ def load_manifest(storage) -> dict | None:
     return manifest
 
 
+READABLE_UP_TO = 10_000     # files; a bigger manifest is written compact (a million files: 2 s, not 8)
+
+
 def save_manifest(storage, manifest: dict) -> None:
-    storage.put(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode(), fsync=True)
+    indent = 1 if len(manifest["files"]) <= READABLE_UP_TO else None
+    storage.put(MANIFEST_KEY, json.dumps(manifest, indent=indent, sort_keys=True).encode(), fsync=True)
 
 
 # Checksum algorithms by the entry key that holds their hex digest; CHECKSUM is what new entries get.

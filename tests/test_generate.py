@@ -209,3 +209,38 @@ def test_a_killed_worker_stops_the_run_with_an_error_and_a_rerun_completes(tmp_p
     monkeypatch.undo()
     generate_dataset(w, processes=2, progress=False)
     assert verify_dataset(w) == []
+
+
+def test_saving_the_manifest_never_takes_more_than_a_twentieth_of_the_time(monkeypatch):
+    """A million files make a 200 MB manifest: the next save waits 20 times as long as the last took."""
+    import time
+    from dldriver import generate
+
+    monkeypatch.setattr(generate, "SAVE_EVERY_S", 0.0)
+    saves = []
+
+    def slow_save():
+        saves.append(time.monotonic())
+        time.sleep(0.05)
+
+    def events():
+        for i in range(60):
+            time.sleep(0.01)
+            yield "file", (f"train/f{i}", [{"key": f"train/f{i}", "size": 1}], 1)
+
+    entries = {}
+    generate._record(events(), entries, None, slow_save)
+    assert len(entries) == 60
+    assert 1 <= len(saves) <= 3  # ~0.6 s of files, then 50 ms saves at least 1 s apart
+    assert all(b - a >= 1.0 for a, b in zip(saves, saves[1:]))
+
+
+def test_a_big_manifest_is_written_compact(tmp_path):
+    from dldriver.manifest import READABLE_UP_TO, save_manifest
+    storage = data_storage(tmp_path)
+    for count, one_line in ((3, False), (READABLE_UP_TO + 1, True)):
+        files = [{"key": f"train/f{i}", "size": i} for i in range(count)]
+        save_manifest(storage, {"files": files})
+        text = storage.get("manifest.json").decode()
+        assert json.loads(text)["files"] == files
+        assert (len(text.splitlines()) == 1) == one_line  # indented while a person would read it
