@@ -299,15 +299,23 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     specs = [spec for split in SPLITS for spec in dataset_files(workload, split)]
     known = {} if force else _known_entries(load_manifest(storage), workload)
     entries = {key: group for key, group in known.items() if key in {s.key for s in specs}}
-    processes = max(1, min(processes or os.cpu_count() or 1, len(specs)))
+    # On an object store one listing tells every size: a resume then sends the workers only the files to
+    # write, where checking each file would be a request per file (a million HEADs for a million files).
+    listed = _present_sizes(storage) if known and storage.sizes_with_listing else None
+    jobs = [(s, known.get(s.key)) for s in specs]
+    if listed is not None:
+        jobs = [(s, None) for s, group in jobs if not _kept_by_listing(listed, group)]
+    processes = max(1, min(processes or os.cpu_count() or 1, len(jobs)))
     bar = _progress_bar(len(specs), progress)
+    if bar is not None:
+        bar.update(len(specs) - len(jobs))
 
     def save_partial():
         _save_quietly(storage, _manifest(workload, uri, entries, complete=False))
 
     try:
-        with (_events(storage, [(s, known.get(s.key)) for s in specs], processes, uri, options) as events,
-              _listing(storage) as present):
+        with (_events(storage, jobs, processes, uri, options) as events,
+              _listing(storage, listed) as present):
             _record(events, entries, bar, save_partial)
             # Saved while the workers' processes are still exiting, which it need not wait for.
             manifest = _manifest(workload, uri, entries, complete=True)
@@ -329,24 +337,37 @@ def _group_keys(group: list[dict]) -> list[str]:
 
 
 @contextmanager
-def _listing(storage):
-    """A future of every key under the data prefixes, listed while the workers write: the round trips
-    (tens of milliseconds on an object store) that the end of the run would otherwise wait for. Entered
-    after the workers are forked: a thread in the middle of a call must not be forked."""
+def _listing(storage, listed: dict | None):
+    """A future of every key under the data prefixes (`listed`'s when the run began with a listing), else
+    listed while the workers write: the round trips (tens of milliseconds on an object store) that the end
+    of the run would otherwise wait for. Entered after the workers are forked: a thread in the middle of a
+    call must not be forked."""
     lister = ThreadPoolExecutor(max_workers=1)
     try:
-        yield lister.submit(_present_keys, storage)
+        yield lister.submit(list, listed) if listed is not None else lister.submit(_present_keys, storage)
     finally:
         lister.shutdown(wait=False)
 
 
 def _present_keys(storage) -> list[str]:
-    """Keys under the data prefixes; none while the bucket or container does not exist yet (the first
-    put creates it, possibly after this listing ran)."""
+    return list(_present_sizes(storage, sizes=False))
+
+
+def _present_sizes(storage, sizes: bool = True) -> dict:
+    """{key: size} under the data prefixes ({key: None} without sizes); empty while the bucket or
+    container does not exist yet (the first put creates it, possibly after this listing ran)."""
+    found = {}
     try:
-        return [key for prefix in _DATA_PREFIXES for key in storage.list(prefix)]
+        for prefix in _DATA_PREFIXES:
+            found.update(storage.list_sizes(prefix) if sizes else dict.fromkeys(storage.list(prefix)))
     except MissingContainerError:
-        return []
+        return {}
+    return found
+
+
+def _kept_by_listing(listed: dict, group: list[dict] | None) -> bool:
+    """Whether a file and its index files are stored whole, by the sizes of one listing (see _kept)."""
+    return bool(group) and all(listed.get(entry["key"]) == entry["size"] for entry in group)
 
 
 def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:

@@ -29,6 +29,29 @@ def test_generate_verify_read_on_object_store(tmp_path, request, backend):
     assert verify_dataset(w) == []
 
 
+@pytest.mark.parametrize("backend", ["s3_uri", "az_uri"])
+def test_resume_on_an_object_store_checks_sizes_by_one_listing(tmp_path, request, backend, monkeypatch):
+    """A resume asks the store for no object one by one (a million HEADs for a million files): it lists
+    the sizes once and rewrites exactly the files that are missing or of the wrong size."""
+    root = request.getfixturevalue(backend)
+    w = workload(tmp_path, f"dataset.data_folder={root}/data", "dataset.format=tfrecord",
+                 "dataset.num_files_train=6", "dataset.num_samples_per_file=2")
+    generate_dataset(w, processes=2, progress=False)
+    storage = open_storage(dataset_uri(w))
+    gone, cut = dataset_files(w, "train")[1].key, dataset_files(w, "train")[4].key
+    storage.delete(gone)
+    storage.put(cut, storage.get(cut)[:-3])
+    kind = type(storage)
+    calls, put = [], kind.put
+    monkeypatch.setattr(kind, "stat", lambda self, key: calls.append(("stat", key)))
+    monkeypatch.setattr(kind, "put", lambda self, key, data, fsync=False: calls.append(("put", key))
+                        or put(self, key, data, fsync))
+    generate_dataset(w, processes=1, progress=False)
+    index = {f"index/{key}.idx" for key in (gone, cut)}
+    assert sorted(key for kind_, key in calls) == sorted({gone, cut, "manifest.json"} | index)
+    monkeypatch.undo()
+    assert verify_dataset(w) == []
+
 
 @pytest.mark.parametrize("env", ["s3_env", "azure_env"])
 def test_generate_into_a_bucket_that_does_not_exist_yet(tmp_path, request, env):
