@@ -83,9 +83,10 @@ def _stream(storage, spec, streams) -> list[dict]:
     return _entries(spec, parts)
 
 
-def _build(spec) -> tuple[dict[str, bytes], list[dict]]:
-    """One dataset file (and its index files) in memory, with their manifest entries."""
-    objects = get_format(spec.format).write_file(spec)
+def _build(spec, storage) -> tuple[dict[str, bytes], list[dict]]:
+    """One dataset file (and its index files) in memory, in the form the storage puts at once (here, in
+    the building thread, not while the put before it waits), with their manifest entries."""
+    objects = {key: storage.put_form(data) for key, data in get_format(spec.format).write_file(spec).items()}
     return objects, _entries(spec, [_part(key, len(data), checksum(data)) for key, data in objects.items()])
 
 
@@ -125,7 +126,7 @@ def _written(storage, jobs):
                 parts = _stream(storage, spec, streams)
                 yield spec.key, parts, sum(p["size"] for p in parts)
                 continue
-            puts.append(putter.submit(_upload, storage, spec, *_build(spec), puts[-1] if puts else None))
+            puts.append(putter.submit(_upload, storage, spec, *_build(spec, storage), puts[-1] if puts else None))
             while len(puts) > 1:
                 yield puts.popleft().result()
         while puts:

@@ -209,10 +209,13 @@ class AzureStorage(ObjectStorage):
 
     # -- writes ----------------------------------------------------------------------------------
 
+    def put_form(self, data):
+        # The SDK takes other bytes-like objects as iterables of single bytes (slow beyond use).
+        return data if isinstance(data, bytes) else bytes(data)
+
     def put(self, key: str, data: bytes, fsync: bool = False) -> None:
         # Above max_single_put_size the SDK stages blocks in parallel and commits the list in one call.
-        # It takes other bytes-like objects as iterables of single bytes (slow beyond use): give it bytes.
-        data = data if isinstance(data, bytes) else bytes(data)
+        data = self.put_form(data)
         blob = self._blob(key)
         self._with_root(self.key_uri(key), lambda: blob.upload_blob(
             data, length=len(data), overwrite=True, max_concurrency=self.threads))

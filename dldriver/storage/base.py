@@ -124,6 +124,10 @@ class Storage(ABC):
         """Write the whole object (bytes or a bytearray) atomically: a reader sees the old object or the
         new, never a part."""
 
+    def put_form(self, data):
+        """`data` as put() sends it without another copy (bytes and bytearrays do everywhere but Azure)."""
+        return data
+
     @abstractmethod
     def open_writer(self, key: str, fsync: bool = False) -> Writer: ...
 
