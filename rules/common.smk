@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dldriver.manifest import GENERATOR_VERSION
+
 
 def _check_references(cfg):
     """Names a workload refers to must exist: the schema cannot express cross-references."""

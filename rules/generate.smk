@@ -13,6 +13,9 @@ rule generate:
         script=f"{SCRIPTS}/manifest.py",
         overrides=data_args,
         env=backend_env,
+        # A dl-driver that writes other bytes for the same config regenerates (Snakemake reruns a job
+        # whose params changed); its runs would otherwise stop on the old manifest's generator_version.
+        generator_version=GENERATOR_VERSION,
     log:
         f"{LOGS}/generate/{{workload}}/{{backend}}.log",
     conda:
