@@ -232,3 +232,13 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
     runs = read_csv(out / "report/runs.csv")
     assert len(runs) == cells
     assert not any(".partial-" in x["folder"] or ".old-" in x["folder"] for x in runs)
+
+    # A dl-driver that writes other bytes for the same config (GENERATOR_VERSION + 1, set by a
+    # sitecustomize before the Snakefile reads it) regenerates the dataset, which reruns its cells.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import dldriver.manifest as m\nm.GENERATOR_VERSION += 1\n")
+    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    upgraded = snakemake("-n", "--configfile", str(config), env=env)
+    assert "Params have changed since last execution" in upgraded.stdout, upgraded.stdout + upgraded.stderr
+    assert job_counts(upgraded.stdout).get("generate") == 1
