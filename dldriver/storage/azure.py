@@ -177,11 +177,6 @@ class AzureStorage(ObjectStorage):
 
     # -- reads -----------------------------------------------------------------------------------
 
-    sizes_with_listing = True
-
-    def list(self, prefix: str = "") -> list[str]:
-        return sorted(self.list_sizes(prefix))
-
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
         root = self._root()
         with self._calls(join_uri(self.uri, prefix)):

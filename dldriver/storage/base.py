@@ -195,14 +195,20 @@ class ObjectStorage(Storage):
     """A bucket or container and a key prefix in it (s3, az): what the object stores share.
 
     Subclasses provide `client` (from a ClientCache), `_calls(uri)` (a context manager turning SDK
-    errors into StorageErrors naming `uri`) and `_create_root()` (create the bucket / container).
+    errors into StorageErrors naming `uri`), `_create_root()` (create the bucket / container) and
+    `list_sizes(prefix)` (one paginated listing, which carries every object's size).
     """
+
+    sizes_with_listing = True
 
     def __init__(self, root: str, prefix: str, options: dict | None, threads: int):
         self.prefix = prefix.strip("/")
         super().__init__(join_uri(f"{self.scheme}://{root}", self.prefix))
         self._opts = dict(options or {})
         self.threads = max(1, int(threads))
+
+    def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_sizes(prefix))
 
     @property
     @abstractmethod

@@ -182,11 +182,6 @@ class S3Storage(ObjectStorage):
 
     # -- reads -----------------------------------------------------------------------------------
 
-    sizes_with_listing = True
-
-    def list(self, prefix: str = "") -> list[str]:
-        return sorted(self.list_sizes(prefix))
-
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
         root = self._root()
         sizes = {}
