@@ -126,7 +126,8 @@ def _written(storage, jobs):
                 parts = _stream(storage, spec, streams)
                 yield spec.key, parts, sum(p["size"] for p in parts)
                 continue
-            puts.append(putter.submit(_upload, storage, spec, *_build(spec, storage), puts[-1] if puts else None))
+            before = puts[-1] if puts else None
+            puts.append(putter.submit(_upload, storage, spec, *_build(spec, storage), before))
             while len(puts) > 1:
                 yield puts.popleft().result()
         while puts:
@@ -283,7 +284,8 @@ def _record(events, entries: dict, bar, save_partial) -> None:
         written += nbytes
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"{written / 1e6 / max(time.monotonic() - start, 1e-9):.1f} MB/s", refresh=False)
+            rate = written / 1e6 / max(time.monotonic() - start, 1e-9)
+            bar.set_postfix_str(f"{rate:.1f} MB/s", refresh=False)
         if time.monotonic() - last_save > max(SAVE_EVERY_S, SAVE_COST_FACTOR * save_took):
             began = time.monotonic()
             save_partial()

@@ -72,7 +72,8 @@ def fill_array(rng: np.random.Generator, out, shape, dtype) -> None:
     if np.dtype(dtype).kind in "iu":
         fill_random(rng, out)
     else:
-        memoryview(out).cast("B")[:] = memoryview(np.ascontiguousarray(random_array(rng, shape, dtype))).cast("B")
+        values = np.ascontiguousarray(random_array(rng, shape, dtype))
+        memoryview(out).cast("B")[:] = memoryview(values).cast("B")
 
 
 def random_array(rng: np.random.Generator, shape, dtype) -> np.ndarray:

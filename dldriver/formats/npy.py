@@ -10,7 +10,7 @@ from dldriver.formats.npz import fill_npy, npy_size
 class NpyFormat(Format):
     name = "npy"
 
-    def write_file(self, spec) -> dict[str, bytes]:
+    def write_file(self, spec) -> dict[str, bytes | bytearray]:
         out = bytearray(npy_size(spec))
         fill_npy(memoryview(out), spec)
         return {spec.key: out}

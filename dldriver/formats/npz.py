@@ -4,10 +4,10 @@ axis, as DLIO writes it -- and y the num_samples zero labels. compression: zip w
 
 An uncompressed archive is built by formats.storedzip in one buffer, the random records written straight
 into it: byte for byte the file np.savez writes of the same arrays (zip64 local headers, no data
-descriptors, members dated 1980-01-01), so the same seed gives the same bytes on every rerun. A compressed one (or one past 2 GiB, which needs zip64 end
-records) is written with zipfile, the same entries into a list of pieces joined once at the end; zipfile
-writes that unseekable stream with data descriptors (sizes after the data), which every zip reader,
-numpy's included, reads.
+descriptors, members dated 1980-01-01), so the same seed gives the same bytes on every rerun. A
+compressed one (or one past 2 GiB, which needs zip64 end records) is written with zipfile, the same
+entries into a list of pieces joined once at the end; zipfile writes that unseekable stream with data
+descriptors (sizes after the data), which every zip reader, numpy's included, reads.
 """
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ from dldriver.formats.npyparse import ArrayFileReader, npy_layout, stored_member
 from dldriver.formats.storedzip import ZIP64_LIMIT, stored_zip
 
 
+def records_shape(spec) -> tuple:
+    return (*spec.shape, spec.num_samples)
+
+
 def records(spec) -> np.ndarray:
     return random_array(file_rng(spec), records_shape(spec), spec.dtype)
 
@@ -32,10 +36,6 @@ def npy_header(shape: tuple, dtype) -> bytes:
     descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
     np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
     return out.getvalue()
-
-
-def records_shape(spec) -> tuple:
-    return (*spec.shape, spec.num_samples)
 
 
 def fill_npy(out, spec) -> None:
@@ -80,7 +80,7 @@ def _add_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
 class NpzFormat(Format):
     name = "npz"
 
-    def write_file(self, spec) -> dict[str, bytes]:
+    def write_file(self, spec) -> dict[str, bytes | bytearray]:
         labels = npy_header((spec.num_samples,), np.int64)
         members = [("x.npy", npy_size(spec)), ("y.npy", len(labels) + 8 * spec.num_samples)]
         if spec.compression != "zip" and sum(size for _, size in members) < ZIP64_LIMIT - (1 << 20):

@@ -1,4 +1,4 @@
-"""A zip archive of stored (uncompressed) members, built in one pass as one bytes object.
+"""A zip archive of stored (uncompressed) members, built in one buffer, its members' data in place.
 
 The layout is exactly what Python's zipfile writes to a seekable file when each member is opened for
 writing with force_zip64=True, which is how np.savez writes an .npz: per member a local header with its
