@@ -353,16 +353,16 @@ def _listing(storage, listed: dict | None):
 
 
 def _present_keys(storage) -> list[str]:
-    return list(_present_sizes(storage, sizes=False))
+    return list(_present_sizes(storage))
 
 
-def _present_sizes(storage, sizes: bool = True) -> dict:
-    """{key: size} under the data prefixes ({key: None} without sizes); empty while the bucket or
-    container does not exist yet (the first put creates it, possibly after this listing ran)."""
+def _present_sizes(storage) -> dict:
+    """{key: size} under the data prefixes, as one listing each tells them (Storage.listing); empty while
+    the bucket or container does not exist yet (the first put creates it, possibly after this ran)."""
     found = {}
     try:
         for prefix in _DATA_PREFIXES:
-            found.update(storage.list_sizes(prefix) if sizes else dict.fromkeys(storage.list(prefix)))
+            found.update(storage.listing(prefix))
     except MissingContainerError:
         return {}
     return found

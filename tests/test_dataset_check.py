@@ -17,7 +17,10 @@ from test_run_helpers import make_dataset, workload, workload_doc
 
 
 class CountingStorage:
-    """A storage that records each call by method name and key (or prefix), forwarding everything."""
+    """A storage that records each call by method name and key (or prefix), forwarding everything.
+
+    Other methods run with this wrapper as `self`, so the calls they make in turn are recorded too.
+    """
 
     def __init__(self, inner, calls: Counter):
         self._inner, self.calls = inner, calls
@@ -25,7 +28,8 @@ class CountingStorage:
     def __getattr__(self, name):
         attr = getattr(self._inner, name)
         if name not in ("list", "stat", "exists", "get", "get_range"):
-            return attr
+            method = getattr(type(self._inner), name, None)
+            return method.__get__(self) if callable(method) else attr
 
         def counted(key="", *args, **kwargs):
             self.calls[(name, key)] += 1

@@ -106,10 +106,11 @@ def checkpoint_bytes(workload, ranks: int) -> int:
     """Bytes of one checkpoint summed over ranks.
 
     Flat models: model_size_bytes, plus, in DLIO's older form, the layer and optimizer files that
-    num_layers, layer_parameters and optimization_groups describe. Transformers: the model in model_datatype, plus three optimizer groups of
-    all parameters and three of 5*H per optimizer-writing rank in optimizer_datatype. With ZeRO > 0 every
-    data-parallel rank writes optimizer state; with ZeRO 0 only the first tensor*pipeline ranks do.
-    In subset mode this is the checkpoint of the whole emulated tensor * pipeline * data job.
+    num_layers, layer_parameters and optimization_groups describe. Transformers: the model in
+    model_datatype, plus three optimizer groups of all parameters and three of 5*H per optimizer-writing
+    rank in optimizer_datatype. With ZeRO > 0 every data-parallel rank writes optimizer state; with
+    ZeRO 0 only the first tensor*pipeline ranks do. In subset mode this is the checkpoint of the whole
+    emulated tensor * pipeline * data job.
     """
     m = workload.model
     p = m.parallelism

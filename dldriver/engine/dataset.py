@@ -125,8 +125,7 @@ def _check_present(storage, manifest: dict, data_keys: list[str]) -> None:
     listed: dict[str, int | None] = {}
     # One listing per top-level folder (train/, valid/, index/): a paginated scan, not a stat per file.
     for prefix in sorted({e["key"].split("/", 1)[0] + "/" for e in entries}):
-        listed.update(storage.list_sizes(prefix) if storage.sizes_with_listing
-                      else dict.fromkeys(storage.list(prefix)))
+        listed.update(storage.listing(prefix))
     for entry in entries:
         key, size = entry["key"], listed.get(entry["key"], -1)
         if size == -1:

@@ -105,6 +105,10 @@ class Storage(ABC):
         """{key: size in bytes} of every key under the root that starts with `prefix`."""
         return {key: self.stat(key) for key in self.list(prefix)}
 
+    def listing(self, prefix: str = "") -> dict[str, int | None]:
+        """What one listing tells: {key: size} where it carries sizes, {key: None} elsewhere."""
+        return self.list_sizes(prefix) if self.sizes_with_listing else dict.fromkeys(self.list(prefix))
+
     def exists(self, key: str) -> bool:
         try:
             self.stat(key)
