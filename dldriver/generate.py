@@ -36,7 +36,7 @@ from dldriver.formats.base import warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.heap import keep_freed_buffers
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
-                               entry_problem, load_manifest, new_hasher, save_manifest)
+                               entry_problem, load_manifest, new_hasher, save_manifest, size_problem)
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
 
@@ -408,12 +408,14 @@ def verify_dataset(workload, checksums=True) -> list[str]:
         for spec in dataset_files(workload, split):
             if spec.key not in listed:
                 problems.append(f"{storage.key_uri(spec.key)}: not generated (absent from the manifest)")
+    # One listing per data prefix finds the extra files, and on an object store (where it carries sizes)
+    # it is the whole of a check without checksums: no request per file.
+    present = _present_sizes(storage)
+    by_listing = not checksums and storage.sizes_with_listing
     for entry in listed.values():
-        problem = entry_problem(storage, entry, checksums)
+        problem = (size_problem(storage.key_uri(entry["key"]), present.get(entry["key"]), entry) if by_listing
+                   else entry_problem(storage, entry, checksums))
         if problem:
             problems.append(problem)
-    for prefix in _DATA_PREFIXES:
-        for key in storage.list(prefix):
-            if key not in listed:
-                problems.append(f"{storage.key_uri(key)}: extra file, not in the manifest")
+    problems += [f"{storage.key_uri(key)}: extra file, not in the manifest" for key in present if key not in listed]
     return problems

@@ -132,17 +132,27 @@ def stored_digest(storage, key: str, size: int, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+def size_problem(where: str, size: int | None, entry: dict) -> str | None:
+    """Why an object of `size` bytes (None: absent) does not match its manifest entry by size, or None."""
+    if size is None:
+        return f"{where}: missing"
+    if size < entry["size"]:
+        return f"{where}: truncated ({size} of {entry['size']} bytes)"
+    if size != entry["size"]:
+        return f"{where}: {size} bytes, the manifest says {entry['size']}"
+    return None
+
+
 def entry_problem(storage, entry: dict, checksums: bool = True) -> str | None:
     """Why a stored object does not match its manifest entry, or None when it does."""
     where = storage.key_uri(entry["key"])
     try:
         size = storage.stat(entry["key"])
     except MissingObjectError:
-        return f"{where}: missing"
-    if size < entry["size"]:
-        return f"{where}: truncated ({size} of {entry['size']} bytes)"
-    if size != entry["size"]:
-        return f"{where}: {size} bytes, the manifest says {entry['size']}"
+        size = None
+    problem = size_problem(where, size, entry)
+    if problem is not None:
+        return problem
     if checksums:
         algorithm, recorded = _recorded(entry)
         if stored_digest(storage, entry["key"], size, algorithm) != recorded:

@@ -7,6 +7,7 @@ from dldriver.config.uri import dataset_uri
 from dldriver.formats import get_format
 from dldriver.formats.layout import dataset_files
 from dldriver.generate import generate_dataset, verify_dataset
+from dldriver.manifest import load_manifest
 from dldriver.storage import open_storage
 from test_formats_support import workload
 
@@ -63,3 +64,26 @@ def test_generate_into_a_bucket_that_does_not_exist_yet(tmp_path, request, env):
     w = workload(tmp_path, f"dataset.data_folder={scheme}://fresh-{uuid.uuid4().hex[:12]}/data")
     generate_dataset(w, processes=2, progress=False)
     assert verify_dataset(w) == []
+
+
+@pytest.mark.parametrize("backend", ["s3_uri", "az_uri"])
+def test_quick_verify_on_an_object_store_is_one_listing(tmp_path, request, backend, monkeypatch):
+    """`dldriver verify --quick` (the workflow runs it after every generate) asks for no object one by
+    one on an object store, and still names missing, cut-short and extra files."""
+    root = request.getfixturevalue(backend)
+    w = workload(tmp_path, f"dataset.data_folder={root}/data", "dataset.num_files_train=4")
+    generate_dataset(w, processes=1, progress=False)
+    storage = open_storage(dataset_uri(w))
+    gone, cut = dataset_files(w, "train")[0].key, dataset_files(w, "train")[2].key
+    storage.delete(gone)
+    storage.put(cut, storage.get(cut)[:-5])
+    storage.put("train/stray.npz", b"x")
+    size = {e["key"]: e["size"] for e in load_manifest(storage)["files"]}
+    kind, get = type(storage), type(storage).get
+    monkeypatch.setattr(kind, "stat", lambda self, key: pytest.fail(f"stat({key}) in a quick verify"))
+    monkeypatch.setattr(kind, "get", lambda self, key: get(self, key) if key == "manifest.json"
+                        else pytest.fail(f"get({key}) in a quick verify"))
+    assert verify_dataset(w, checksums=False) == [
+        f"{root}/data/{gone}: missing",
+        f"{root}/data/{cut}: truncated ({size[cut] - 5} of {size[cut]} bytes)",
+        f"{root}/data/train/stray.npz: extra file, not in the manifest"]
