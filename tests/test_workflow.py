@@ -143,7 +143,9 @@ def read_csv(path):
 
 
 def summaries(out: Path) -> dict:
-    return {p: p.stat().st_mtime_ns for p in out.rglob("summary.json")}
+    """The finished cells' summaries: a run writes into `repN.partial-PID/` and renames it to `repN/` at the
+    end, so a summary in a partial folder (a kill can leave one) is not a finished cell."""
+    return {p: p.stat().st_mtime_ns for p in out.rglob("summary.json") if re.fullmatch(r"rep[0-9]+", p.parent.name)}
 
 
 def test_tiny_matrix_end_to_end_with_baseline_verdict(tmp_path, s3_env, azure_env):
