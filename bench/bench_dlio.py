@@ -297,24 +297,25 @@ def case_au(work: Path, reps: int, compat: dict) -> dict:
     return res
 
 
+def _tfrecord_both_tools(data: Path, work: Path, reps: int, tag: str) -> dict:
+    """Both tools read one tfrecord dataset, alternating: the best run of each and their ratios."""
+    best = alternate(reps, {
+        "dldriver": lambda rep: dldriver("tfrecord", data, work / f"{tag}-dldriver-{rep}", 1),
+        "dlio": lambda rep: dlio("tfrecord", data, work / f"{tag}-dlio-{rep}", 1)})
+    return {**best, "ratio": _ratio(best["dldriver"], best["dlio"], "samples_per_s"),
+            "steady_ratio": _ratio(best["dldriver"], best["dlio"], "steady_samples_per_s")}
+
+
 def case_tfrecord(work: Path, reps: int, compat: dict) -> dict:
     res = {}
     data = data_folder(work, "tfrecord", "dldriver")
     if dataset_by_dldriver("tfrecord", data, work, compat):
-        best = alternate(reps, {
-            "dldriver": lambda rep: dldriver("tfrecord", data, work / f"tfr-dldriver-{rep}", 1),
-            "dlio": lambda rep: dlio("tfrecord", data, work / f"tfr-dlio-{rep}", 1)})
-        compat["dlio_reads_dldriver_tfrecord"] = best["dlio"].get("ok", False)
-        res["dldriver_data"] = {**best, "ratio": _ratio(best["dldriver"], best["dlio"], "samples_per_s"),
-                                "steady_ratio": _ratio(best["dldriver"], best["dlio"], "steady_samples_per_s")}
+        res["dldriver_data"] = _tfrecord_both_tools(data, work, reps, "tfr")
+        compat["dlio_reads_dldriver_tfrecord"] = res["dldriver_data"]["dlio"].get("ok", False)
     data = data_folder(work, "tfrecord", "dlio")
     if dataset_by_dlio("tfrecord", data, work, compat, "tfrecord"):
-        best = alternate(reps, {
-            "dldriver": lambda rep: dldriver("tfrecord", data, work / f"tfrd-dldriver-{rep}", 1),
-            "dlio": lambda rep: dlio("tfrecord", data, work / f"tfrd-dlio-{rep}", 1)})
-        compat["dldriver_reads_dlio_tfrecord"] = best["dldriver"].get("ok", False)
-        res["dlio_data"] = {**best, "ratio": _ratio(best["dldriver"], best["dlio"], "samples_per_s"),
-                            "steady_ratio": _ratio(best["dldriver"], best["dlio"], "steady_samples_per_s")}
+        res["dlio_data"] = _tfrecord_both_tools(data, work, reps, "tfrd")
+        compat["dldriver_reads_dlio_tfrecord"] = res["dlio_data"]["dldriver"].get("ok", False)
     return res
 
 
