@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -50,6 +51,12 @@ class Comm:
     @property
     def kind(self) -> str:
         return "single"
+
+
+def ranks_on_this_host(comm: Comm) -> int:
+    """How many ranks run on this rank's host (a collective: every rank calls it)."""
+    hosts = comm.bcast(comm.gather(socket.gethostname()))
+    return hosts.count(socket.gethostname())
 
 
 def launcher_world() -> Optional[tuple[int, int]]:
