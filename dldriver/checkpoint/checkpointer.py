@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from dldriver.checkpoint import layout
+import dldriver.checkpoint.layout as layout
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
 from dldriver.errors import DlDriverError
 from dldriver.metrics import caching

@@ -1,4 +1,4 @@
-"""Value ranges and DLIO's cross-key rules (dlio.md §1.3), checked on a typed Workload.
+"""Value ranges and DLIO's cross-key rules (docs/dlio-facts.md §1), checked on a typed Workload.
 
 Each rule names the key paths it reads; a rule is skipped when one of those keys already has a type or
 enum problem, so a single mistake is reported once rather than echoed by every rule that reads it.

@@ -14,8 +14,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.dataset.compare import compare
 from dldriver.errors import DatasetError
+from dldriver.formats.layout import dataset_files, discover_files
+from dldriver.manifest import load_manifest, signature_differences
+from dldriver.storage import open_storage
 
 GENERATE_HINT = "run `dldriver generate` with the same config and overrides first"
 _SPLIT_COUNT = {"train": "num_files_train", "valid": "num_files_eval"}
@@ -39,16 +43,11 @@ class Dataset:
 
 
 def _open(uri: str, options: dict):
-    from dldriver.storage import open_storage
-
     return open_storage(uri, options)
 
 
 def open_dataset(workload, need_eval: bool) -> Dataset:
     """The workload's dataset, checked against its manifest (or discovered without one)."""
-    from dldriver.config.uri import dataset_uri, storage_options
-    from dldriver.manifest import load_manifest
-
     uri = dataset_uri(workload)
     factory = functools.partial(_open, uri, storage_options(workload))
     storage = factory()
@@ -63,8 +62,6 @@ def open_dataset(workload, need_eval: bool) -> Dataset:
 
 def _discovered(storage, workload, splits) -> tuple[dict, list[str]]:
     """The files of a dataset without a manifest (DLIO's), found by listing as DLIO finds them."""
-    from dldriver.formats.layout import discover_files
-
     files = {}
     for split in splits:
         try:
@@ -79,9 +76,6 @@ def _discovered(storage, workload, splits) -> tuple[dict, list[str]]:
 
 def _checked(storage, workload, splits, manifest: dict) -> tuple[dict, list[str]]:
     """The files the run reads, after checking signature, counts and presence against the manifest."""
-    from dldriver.formats.layout import dataset_files
-    from dldriver.manifest import signature_differences
-
     differences = signature_differences(manifest, workload)
     if differences:
         raise DatasetError(f"{storage.uri}: the dataset does not match the config ({'; '.join(differences)}); "

@@ -1,4 +1,4 @@
-"""The emulation loop of one rank, with DLIO's semantics (reference/dlio.md sections 0 and 5).
+"""The emulation loop of one rank, with DLIO's semantics (docs/dlio-facts.md §0 and §5).
 
 Per epoch: (optionally) drop the page cache, barrier, then for each step: wait for the batch (load),
 sleep a computation_time draw (compute), barrier (DLIO's stand-in for the all-reduce), and a step

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
+from dldriver.config import config_hash, resolved_dict
 from dldriver.metrics import caching
 from dldriver.metrics import formulas as F
 from dldriver.metrics import summary as S
@@ -90,8 +92,6 @@ def build_checkpoint_report(spec, gathered: list[dict], start: float, end: float
 
 def _checkpoint_ours(spec, gathered, saves, loads, total: int, comm_kind: str) -> dict:
     """The `dldriver` section of a checkpoint-only run."""
-    from importlib.metadata import version
-
     def ops(combined):
         return [{"seconds": op.seconds, "bytes": op.bytes, "GB_per_second": op.gib_per_second} for op in combined]
 
@@ -130,10 +130,6 @@ def _ckpt_spans(checkpoints) -> dict:
 
 def _ours(spec, gathered, comm_kind) -> dict:
     """The `dldriver` section: what DLIO does not report."""
-    from importlib.metadata import version
-
-    from dldriver.config import config_hash, resolved_dict
-
     workload = spec.workload
     epochs = []
     for e in range(workload.train.epochs):

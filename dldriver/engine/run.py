@@ -19,13 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from dldriver.config import derive_plan
 from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
 from dldriver.engine.sampler import Sampler, fresh_entropy
+from dldriver.engine.source import open_source
 from dldriver.errors import ConfigError, DlDriverError
+from dldriver.loaders import LOADERS, UNSUPPORTED, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
@@ -92,8 +95,6 @@ def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
 
 
 def _check_loader(name: str) -> None:
-    from dldriver.loaders import LOADERS, UNSUPPORTED
-
     if name in UNSUPPORTED:
         raise ConfigError(f"reader.data_loader: {name!r} is not supported: {UNSUPPORTED[name]}")
     if name not in LOADERS:
@@ -102,8 +103,6 @@ def _check_loader(name: str) -> None:
 
 def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
     """(training steps per epoch per rank, eval steps): the plan's, with total_training_steps applied."""
-    from dldriver.config import derive_plan
-
     plan = derive_plan(workload, ranks)
     return plan.steps_per_epoch, plan.eval_steps_per_epoch if need_eval else 0
 
@@ -199,9 +198,6 @@ def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
 @contextmanager
 def _loaders(spec: RunSpec, comm: Comm):
     """The train and eval loaders (framework imported here, inside the rank) and the checkpointer."""
-    from dldriver.engine.source import open_source
-    from dldriver.loaders import make_loader
-
     workload = spec.workload
     rd = workload.reader
     train = make_loader(rd.data_loader, open_source(workload, "train", spec.dataset.train_files,
@@ -229,7 +225,6 @@ def _cache_dropper(spec: RunSpec):
 
 
 def _announce(spec: RunSpec) -> None:
-    from dldriver.metrics import caching
     for warning in spec.dataset.warnings:
         log.warning("%s", warning)
     ds = spec.workload.dataset

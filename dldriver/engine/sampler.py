@@ -20,7 +20,7 @@ which samples each rank reads. sample_shuffle permutes the order inside a rank's
 is the same set of samples), so a rank keeps its locality: with sample_shuffle off, a file's samples
 stay consecutive and a reader can fetch a multi-sample file once for all of them.
 
-Unlike DLIO (reference/dlio.md section 10): every rank keeps its offset (no iterative-sampler overlap),
+Unlike DLIO (docs/dlio-facts.md §4): every rank keeps its offset (no iterative-sampler overlap),
 sample_shuffle really reorders, and no files are trimmed from the dataset.
 """
 from __future__ import annotations
