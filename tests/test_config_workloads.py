@@ -1,4 +1,4 @@
-"""Every shipped workload (configs/workloads/) loads strictly and resolves to DLIO's values (dlio.md §2)."""
+"""Every shipped workload (configs/workloads/) loads strictly and resolves to DLIO's values (docs/dlio-compatibility.md, configs/workloads/)."""
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,4 @@
-"""DLIO's metrics as pure functions (reference/dlio.md section 5), following DLIO HEAD.
+"""DLIO's metrics as pure functions (docs/dlio-facts.md §5), following DLIO HEAD.
 
 Per step i of a block (one block per epoch unless step checkpoints split it): load_i is the wait for
 the batch, compute_i the emulated compute, proc_i = load_i + compute_i. With s = exclude_start_steps,
