@@ -6,6 +6,7 @@ PyTorch loader never imports TensorFlow or JAX.
 from __future__ import annotations
 
 from dldriver.errors import ConfigError
+from dldriver.extras import require
 from dldriver.loaders.base import Batch, Loader, prefetch_factor
 
 LOADERS = ("native", "pytorch", "tensorflow", "jax")
@@ -29,14 +30,17 @@ def make_loader(name: str, source, reader, tfrecord_native: bool = True) -> Load
         from dldriver.loaders.native import NativeLoader
         return NativeLoader(source, reader.read_threads, reader.prefetch_size)
     if name == "pytorch":
+        require("torch")
         from dldriver.loaders.pytorch import PyTorchLoader
         return PyTorchLoader(source, reader.read_threads, reader.prefetch_size, reader.pin_memory,
                              reader.multiprocessing_context)
     if name == "tensorflow":
+        require("tensorflow")
         from dldriver.loaders.tensorflow import TensorFlowLoader
         return TensorFlowLoader(source, reader.read_threads, reader.prefetch_size,
                                 reader.computation_threads, reader.transfer_size, tfrecord_native)
     if name == "jax":
+        require("jax")
         from dldriver.loaders.jax import JaxLoader
         return JaxLoader(source, reader.read_threads, reader.prefetch_size)
     if name in UNSUPPORTED:
