@@ -392,14 +392,20 @@ def _make_split_folders(storage) -> None:
             os.makedirs(path, exist_ok=True)
 
 
-def verify_dataset(workload, checksums=True) -> list[str]:
-    """Every problem of the dataset against its manifest: missing, extra, truncated or altered files."""
-    uri = dataset_uri(workload)
-    storage = open_storage(uri, storage_options(workload))
+def dataset_manifest(workload) -> dict:
+    """The manifest of the workload's dataset (checked on load); DatasetError when it has none."""
+    storage = open_storage(dataset_uri(workload), storage_options(workload))
     manifest = load_manifest(storage)
     if manifest is None:
         raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: no manifest; run `dldriver generate` with "
                            "this config first")
+    return manifest
+
+
+def verify_dataset(workload, checksums=True) -> list[str]:
+    """Every problem of the dataset against its manifest: missing, extra, truncated or altered files."""
+    storage = open_storage(dataset_uri(workload), storage_options(workload))
+    manifest = dataset_manifest(workload)
     problems = []
     if manifest.get("config_hash") != config_hash(workload):
         problems.append(f"{storage.key_uri(MANIFEST_KEY)}: written for another dataset config (hash "

@@ -109,6 +109,7 @@ def _checkpoint_ours(spec, gathered, saves, loads, total: int, comm_kind: str) -
         "loads": ops(loads),
         "peak_rss_bytes": max(r["peak_rss_bytes"] for r in gathered),
         "ranks": ranks,
+        "cell": spec.cell,
     }
 
 
@@ -166,6 +167,7 @@ def _ours(spec, gathered, comm_kind) -> dict:
         "config_hash": config_hash(workload),
         "config": resolved_dict(workload),
         "manifest": _manifest_summary(spec.dataset.manifest),
+        "cell": spec.cell,
     }
 
 

@@ -50,10 +50,11 @@ class RunSpec:
     drop_caches: bool
     quiet: bool
     checkpoint_scale: float
+    cell: Optional[dict] = None  # the run's place in a matrix (--cell), recorded in summary.json
 
 
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
-                 quiet: bool = False, checkpoint_scale: float = 1.0) -> Optional[dict]:
+                 quiet: bool = False, checkpoint_scale: float = 1.0, cell: Optional[dict] = None) -> Optional[dict]:
     """Run a workload (training, with checkpoints when scheduled, or checkpoint-only); rank 0 returns
     the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
@@ -64,7 +65,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
             raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
                               "(datasets are written by `dldriver generate`)")
         check_checkpoint_only(workload, size, checkpoint_scale)
-        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale)
+        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
         return launch(functools.partial(_rank_main, spec=spec), size)
     _check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
@@ -74,7 +75,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
-    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale)
+    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell)
     return launch(functools.partial(_rank_main, spec=spec), size)
 
 
