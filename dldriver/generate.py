@@ -36,8 +36,9 @@ from dldriver.formats import get_format
 from dldriver.formats.base import warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.heap import keep_freed_buffers
-from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
-                               checksum_problem, load_manifest, new_hasher, save_manifest)
+from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, dataset_config, dataset_hash,
+                               checksum_problem, load_manifest, new_hasher, save_manifest,
+                               stored_dataset_hash)
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
 
@@ -235,7 +236,7 @@ def _events(storage, jobs: list, processes: int, uri: str, options: dict):
 
 def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
     """The previous run's entries per data file, when they were written for this very config."""
-    if (not manifest or manifest.get("config_hash") != config_hash(workload)
+    if (not manifest or stored_dataset_hash(manifest) != dataset_hash(workload)
             or manifest.get("generator_version") != GENERATOR_VERSION):
         return {}
     groups: dict[str, list[dict]] = {}
@@ -247,7 +248,7 @@ def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
 def _manifest(workload, uri: str, entries: dict[str, list[dict]], complete: bool) -> dict:
     ds = workload.dataset
     return {
-        "config_hash": config_hash(workload), "config": dataset_config(workload),
+        "dataset_hash": dataset_hash(workload), "config": dataset_config(workload),
         "format": ds.format, "generator_version": GENERATOR_VERSION, "uri": uri,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": complete,
         "num_files_train": ds.num_files_train, "num_files_eval": ds.num_files_eval,
@@ -407,9 +408,9 @@ def verify_dataset(workload, checksums=True) -> list[str]:
     storage = open_storage(dataset_uri(workload), storage_options(workload))
     manifest = dataset_manifest(workload)
     problems = []
-    if manifest.get("config_hash") != config_hash(workload):
+    if stored_dataset_hash(manifest) != dataset_hash(workload):
         problems.append(f"{storage.key_uri(MANIFEST_KEY)}: written for another dataset config (hash "
-                        f"{manifest.get('config_hash')}, this config {config_hash(workload)}); "
+                        f"{stored_dataset_hash(manifest)}, this config {dataset_hash(workload)}); "
                         "run `dldriver generate` again")
     entries = manifest["files"]
     # One listing per data prefix finds the extra files, and on an object store (where it carries sizes)

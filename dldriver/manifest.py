@@ -1,6 +1,6 @@
 """manifest.json at a dataset's root: what `dldriver generate` wrote, so later runs can check it.
 
-It holds the dataset-relevant config keys and their hash, the format, the generator version, the time,
+It holds the dataset-relevant config keys and their hash (`dataset_hash`), the format, the generator version, the time,
 and per file its key, size and checksum (data files also their split, index, samples and record bytes).
 The checksum is a CRC-32C, under the key `crc32c` (8 hex digits): it finds damaged or altered files as
 surely as a cryptographic hash would (nobody forges a benchmark's random bytes) at a twentieth of the
@@ -37,9 +37,16 @@ def dataset_config(workload) -> dict:
     return {"dataset": keys, "seed": workload.train.seed}
 
 
-def config_hash(workload) -> str:
+def dataset_hash(workload) -> str:
+    """sha256 (16 hex digits) of dataset_config(): which dataset this is. Not the resolved config's
+    hash (dldriver.config.config_hash), which changes with every key of the run."""
     canonical = json.dumps(dataset_config(workload), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stored_dataset_hash(manifest: dict) -> str | None:
+    """The dataset hash a manifest records (older manifests name it `config_hash`)."""
+    return manifest.get("dataset_hash", manifest.get("config_hash"))
 
 
 def _flat(mapping: dict, prefix: str) -> dict:
