@@ -23,8 +23,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def minimum_ranks(workload) -> int:
     """The smallest world size a workload's model parallelism allows (tensor x pipeline)."""
-    parallelism = workload.model.parallelism
-    return max(1, parallelism.tensor * parallelism.pipeline)
+    return max(1, workload.model.parallelism.model_parallel)
 
 
 def _cmd_validate(args) -> int:

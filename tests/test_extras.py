@@ -41,3 +41,18 @@ def test_a_backend_without_its_sdk_says_which_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "boto3" else real(name, *a))
     with pytest.raises(MissingExtraError, match=re.escape("pip install 'dldriver[s3]'")):
         open_storage("s3://bucket/data")
+
+
+def test_a_loader_without_its_framework_says_which_extra_before_any_rank_starts(monkeypatch):
+    import importlib.util
+
+    from dldriver.errors import ConfigError
+    from dldriver.loaders import check_loader
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=re.escape("pip install 'dldriver[jax]'")):
+        check_loader("jax")
+    check_loader("native")
+    with pytest.raises(ConfigError, match="'dali' is not supported"):
+        check_loader("dali")

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dldriver"
 
 # Lowest first; a module may import its own room and the rooms of lower layers, never a higher one.
 LAYERS = [
-    {"errors", "heap"},
+    {"errors", "heap", "units"},
     {"config", "extras"},
     {"storage", "formats", "metrics", "services"},
     {"dataset"},

@@ -18,6 +18,11 @@ class Parallelism:
     data: int = -1
     zero_stage: int = 0
 
+    @property
+    def model_parallel(self) -> int:
+        """tensor x pipeline: the ranks one copy of the model spans (world sizes are multiples of it)."""
+        return self.tensor * self.pipeline
+
 
 @dataclass
 class Transformer:

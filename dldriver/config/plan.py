@@ -47,10 +47,10 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     d, r = workload.dataset, workload.reader
     total_train = d.num_files_train * d.num_samples_per_file
     total_eval = d.num_files_eval * d.num_samples_per_file
-    max_steps = total_train // (r.batch_size * ranks)
+    max_steps = steps_per_epoch(total_train, ranks, r.batch_size)
     cap = workload.train.total_training_steps
     steps = min(max_steps, cap) if cap > 0 else max_steps
-    eval_steps = total_eval // (r.batch_size_eval * ranks)
+    eval_steps = steps_per_epoch(total_eval, ranks, r.batch_size_eval)
     if workload.workflow.train:
         problems += _train_problems(total_train, max_steps, cap, r.batch_size, ranks)
     if workload.workflow.evaluation and eval_steps == 0:
@@ -80,6 +80,11 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     )
 
 
+def steps_per_epoch(total_samples: int, ranks: int, batch_size: int) -> int:
+    """Full batches every rank can run: floor(T / (batch * ranks)) (docs/dlio-facts.md §0)."""
+    return total_samples // (batch_size * ranks)
+
+
 def sample_bytes(workload) -> float:
     """Bytes of one sample: prod(record_dims) * itemsize when dims are given, else record_length_bytes."""
     d = workload.dataset
@@ -95,13 +100,13 @@ def checkpoint_bytes(workload, ranks: int) -> int:
     checkpoint layout writes). In subset mode, the checkpoint of the whole emulated tensor * pipeline *
     data job."""
     p = workload.model.parallelism
-    world = p.tensor * p.pipeline * p.data if workload.checkpoint.mode == "subset" else ranks
+    world = p.model_parallel * p.data if workload.checkpoint.mode == "subset" else ranks
     return tensor_bytes(workload, world)
 
 
 def _world_problems(workload, ranks: int) -> list[str]:
     p = workload.model.parallelism
-    model_parallel = p.tensor * p.pipeline
+    model_parallel = p.model_parallel
     # DLIO checks this even when checkpointing is off.
     if ranks % model_parallel:
         return [f"model.parallelism.tensor * model.parallelism.pipeline = {p.tensor} * {p.pipeline} = "

@@ -5,8 +5,7 @@ import json
 
 from dldriver.config.resolved import config_hash, resolved_dict
 from dldriver.config.uri import checkpoint_uri, dataset_uri
-
-GIB = 1024**3
+from dldriver.units import GiB
 # Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
 TIME_KEYS = ("train.computation_time", "evaluation.eval_time", "reader.preprocess_time")
 
@@ -46,8 +45,8 @@ def _flatten(data: dict, prefix: str):
 
 
 def _show_plan(key: str, value):
-    if "bytes" in key and key != "sample_bytes" and value >= GIB:
-        return f"{value} ({value / GIB:.2f} GiB)"
+    if "bytes" in key and key != "sample_bytes" and value >= GiB:
+        return f"{value} ({value / GiB:.2f} GiB)"
     if "seconds" in key:
         return f"{value:.3f}"
     return value

@@ -10,8 +10,8 @@ from dldriver.config import config_hash, resolved_dict
 from dldriver.metrics import caching
 from dldriver.metrics import formulas as F
 from dldriver.metrics import summary as S
+from dldriver.units import GiB
 
-GiB = F.GiB
 log = logging.getLogger("dldriver")
 
 

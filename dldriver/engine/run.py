@@ -28,13 +28,12 @@ from dldriver.engine.report import build_checkpoint_report, build_report, print_
 from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.engine.source import open_source
 from dldriver.errors import ConfigError, DlDriverError
-from dldriver.loaders import LOADERS, UNSUPPORTED, make_loader
+from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
 
 log = logging.getLogger("dldriver")
-FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
 
 
 @dataclass
@@ -67,7 +66,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
         check_checkpoint_only(workload, size, checkpoint_scale)
         spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
         return launch(functools.partial(_rank_main, spec=spec), size)
-    _check_loader(workload.reader.data_loader)
+    check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
@@ -93,13 +92,6 @@ def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
     listing the same bucket at start, N ranks would put N times the load on the store for one answer.
     If the check fails, rank 0 raises and the launcher ends the others (ranks._launch_mpi)."""
     return comm.bcast(open_dataset(workload, need_eval) if comm.rank == 0 else None)
-
-
-def _check_loader(name: str) -> None:
-    if name in UNSUPPORTED:
-        raise ConfigError(f"reader.data_loader: {name!r} is not supported: {UNSUPPORTED[name]}")
-    if name not in LOADERS:
-        raise ConfigError(f"reader.data_loader: {name!r} is not one of {', '.join(LOADERS)}")
 
 
 def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
@@ -241,7 +233,7 @@ def _announce(spec: RunSpec) -> None:
 
 
 def _framework_version(loader: str) -> dict:
-    module = FRAMEWORK_MODULES.get(loader)
+    module = LOADER_MODULES.get(loader)
     versions = {"python": platform.python_version()}
     for name in ("numpy", module):
         if name and name in sys.modules:

@@ -32,6 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dldriver.config.plan import steps_per_epoch
 from dldriver.errors import DlDriverError
 
 MODES = ("off", "seed", "random")
@@ -42,11 +43,6 @@ _FILE_STREAM, _SAMPLE_STREAM = 0, 1
 def fresh_entropy() -> int:
     """A random 63-bit number for 'random' shuffling; draw it once on rank 0 and share it."""
     return secrets.randbits(63)
-
-
-def steps_per_epoch(total_samples: int, ranks: int, batch_size: int) -> int:
-    """Full batches every rank can run: floor(T / (batch * ranks))."""
-    return total_samples // (batch_size * ranks)
 
 
 def epoch_assignment(num_files: int, samples_per_file: int, ranks: int, rank: int, batch_size: int,
