@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dldriver.config.model import DTYPE_BYTES
 from dldriver.errors import ConfigError
 
-# Bytes per element of DLIO's model_datatype / optimizer_datatype names.
-DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
 MIN_TENSOR_BYTES = 8
 
 

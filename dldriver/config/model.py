@@ -203,7 +203,9 @@ class Workload:
 
 
 SHUFFLE_MODES = ("off", "seed", "random")
-DTYPES = ("fp16", "bf16", "fp32", "fp64", "int8", "uint8")
+# DLIO's model_datatype / optimizer_datatype names and the bytes of one element of each.
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
+DTYPES = tuple(DTYPE_BYTES)
 
 # Allowed values per key path. data_loader adds dl-driver's own `native` and `jax` to DLIO's list.
 ENUMS: dict[str, tuple[Any, ...]] = {

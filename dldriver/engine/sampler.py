@@ -32,10 +32,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dldriver.config.model import SHUFFLE_MODES
 from dldriver.config.plan import steps_per_epoch
 from dldriver.errors import DlDriverError
 
-MODES = ("off", "seed", "random")
 # Stream tags keep the file and sample permutations of one epoch independent of each other.
 _FILE_STREAM, _SAMPLE_STREAM = 0, 1
 
@@ -86,8 +86,8 @@ def _check(num_files, samples_per_file, ranks, rank, batch_size, file_shuffle, s
     if not 0 <= rank < ranks:
         raise DlDriverError(f"rank {rank} is outside 0..{ranks - 1}")
     for key, mode in (("reader.file_shuffle", file_shuffle), ("reader.sample_shuffle", sample_shuffle)):
-        if mode not in MODES:
-            raise DlDriverError(f"{key}: {mode!r} is not one of {', '.join(MODES)}")
+        if mode not in SHUFFLE_MODES:
+            raise DlDriverError(f"{key}: {mode!r} is not one of {', '.join(SHUFFLE_MODES)}")
 
 
 def _rng(mode, seed, seed_change_epoch, epoch, entropy, stream, rank=0) -> np.random.Generator:
