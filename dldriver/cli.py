@@ -11,9 +11,17 @@ import signal
 import sys
 
 from dldriver.errors import DlDriverError
+from dldriver.redact import redact_text
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
                  "workload.train.epochs=2) or the short form (dataset.num_files_train=8)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with credentials masked in its messages (it echoes the arguments it refuses)."""
+
+    def error(self, message):
+        super().error(redact_text(message))
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -121,7 +129,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dldriver",
         description="dl-driver: a deep-learning I/O benchmark that reads DLIO workload configs, generates "
                     "datasets, emulates training and checkpointing, and reports DLIO's metrics.")
@@ -188,14 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Options and positionals in any order, as users type them (`run CFG -o DIR train.epochs=1`):
+    argparse takes the overrides before the first option; those after it join them, in order."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return args.func(args)
     except DlDriverError as err:
         for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {redact_text(line)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
