@@ -2,9 +2,10 @@
 
 A run folder (`dldriver run|checkpoint -o DIR`) and a report folder (`dldriver aggregate --out DIR`)
 carry a marker file written when they are made. A command replaces or writes into an existing folder
-only when it is empty or carries that command's marker; anything else (a folder of the user's, $HOME,
-the dataset's folder, a regular file, the working folder or one above it) is refused with one line
-before any work starts. Datasets and checkpoints are recognised by their own names instead.
+only when it is empty, carries that command's marker, or holds nothing but the files that command
+writes (a folder from a version before the markers); anything else (a folder of the user's, $HOME, the
+dataset's folder, a regular file, the working folder or one above it) is refused with one line before
+any work starts. Datasets and checkpoints are recognised by their own top-level names instead.
 """
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from dldriver.errors import DlDriverError
 
 RUN_MARKER = ".dldriver-run"
 REPORT_MARKER = ".dldriver-report"
+# What a run folder holds (and the workflow's cell script adds), and what aggregate and the workflow's
+# verdict step write into a report folder: folders of versions before the markers hold only these.
+RUN_NAMES = re.compile(r"^(summary\.json|[0-9]+_output\.json|[0-9]+_per_epoch_stats\.json|dlio\.log|slurm\.json)$")
+REPORT_NAMES = re.compile(r"^(runs\.csv|runs\.parquet|cells\.csv|cells\.md|report\.html|plots|verdicts\.csv"
+                          r"|verdicts\.md|verdict\.ok)$")
 # Top-level names a dataset folder holds (DLIO's split folders, our manifest and index folders, and
 # the storage's temporary names of writes in progress).
 DATASET_NAMES = re.compile(r"^(train|valid|index|manifest\.json)$|\.dldriver-tmp-")
@@ -43,13 +49,14 @@ def _refuse_unsafe(path: Path, what: str, option: str) -> Path:
     return resolved
 
 
-def check_replaceable(path, marker: str, what: str, option: str, own_names=frozenset()) -> Path:
+def check_replaceable(path, marker: str, what: str, option: str, own_names: re.Pattern) -> Path:
     """`path` resolved, if a command may replace or fill it: absent, empty, carrying `marker`, or
-    holding only `own_names` (what that command writes). Otherwise one line naming the folder and why."""
+    holding only `own_names` (what that command writes: a folder of a version before the markers).
+    Otherwise one line naming the folder and why."""
     path = Path(path)
     resolved = _refuse_unsafe(path, what, option)
     if (resolved.is_dir() and not (resolved / marker).is_file()
-            and any(p.name not in own_names for p in resolved.iterdir())):
+            and any(not own_names.search(p.name) for p in resolved.iterdir())):
         raise OutputFolderError(f"{option} {path}: the folder holds files that are not an earlier dl-driver "
                                 f"{what} (no {marker} marker); nothing was changed. Name a new or empty folder")
     return resolved
@@ -63,13 +70,12 @@ def write_marker(folder, marker: str, what: str) -> None:
 
 def check_run_folder(path) -> Path:
     """The run folder `path` resolved, if a run may replace it (see check_replaceable)."""
-    return check_replaceable(path, RUN_MARKER, "run", "--output")
+    return check_replaceable(path, RUN_MARKER, "run", "--output", RUN_NAMES)
 
 
-def check_report_folder(path, own_names=frozenset()) -> Path:
-    """The aggregate report folder resolved, if aggregate may write into it (`own_names`: the files
-    aggregate writes, which a report folder of an earlier version holds without a marker)."""
-    return check_replaceable(path, REPORT_MARKER, "report", "--out", own_names)
+def check_report_folder(path) -> Path:
+    """The aggregate report folder resolved, if aggregate may write into it."""
+    return check_replaceable(path, REPORT_MARKER, "report", "--out", REPORT_NAMES)
 
 
 def _foreign_names(folder: Path, allowed: re.Pattern) -> list[str]:

@@ -10,6 +10,7 @@ import os
 import pytest
 import yaml
 
+from dldriver.outputs import OutputFolderError, check_run_folder
 from faults import ROOT, dldriver, refused, tree
 from test_run_helpers import make_dataset, workload_doc, write_config
 
@@ -156,3 +157,14 @@ def test_workflow_like_cell_folder_made_empty_by_snakemake_is_accepted(tiny, tmp
     assert r.returncode == 0, r.stderr
     assert yaml.safe_load((out / "summary.json").read_text())["num_accelerators"] == 1
     assert os.listdir(tmp_path) == ["rep0"]
+
+
+def test_run_folder_of_a_version_before_markers_is_recognised_by_its_files(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("summary.json", "0_output.json", "0_per_epoch_stats.json", "dlio.log", "slurm.json"):
+        (old / name).write_text("{}")
+    assert check_run_folder(old) == old.resolve()
+    (old / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="notes.txt|not an earlier dl-driver run"):
+        check_run_folder(old)

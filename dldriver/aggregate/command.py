@@ -14,10 +14,6 @@ from dldriver.aggregate.verdict import baseline_row_problem, compare, parse_tole
 from dldriver.errors import DlDriverError
 from dldriver.outputs import REPORT_MARKER, check_report_folder, write_marker
 
-# What aggregate and the workflow's verdict step write into a report folder.
-REPORT_NAMES = frozenset({"runs.csv", "runs.parquet", "cells.csv", "cells.md", "report.html", "plots",
-                          "verdicts.csv", "verdicts.md", "verdict.ok"})
-
 
 def _plans(results: Path) -> dict:
     """workload -> its plan.json (written by the workflow's validate step), where present."""
@@ -36,7 +32,7 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
     results = Path(results)
     if not results.is_dir():
         raise DlDriverError(f"{results}: no such results folder")
-    out = check_report_folder(out if out else results / "report", REPORT_NAMES)
+    out = check_report_folder(out if out else results / "report")
     tol = parse_tolerance(tolerance)
     reference = _read_baseline(Path(baseline)) if baseline else None
     found = collect(results, _plans(results))
