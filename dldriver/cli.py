@@ -2,13 +2,14 @@
 
 Each subcommand imports its module lazily (so `dldriver validate` never loads a framework) and calls one
 function there. Any DlDriverError becomes one line on stderr and its exit code; no user error ends in a
-traceback.
+traceback. Every line printed for an error has its credentials masked (dldriver.redact).
 """
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import traceback
 
 from dldriver.errors import DlDriverError
 from dldriver.redact import redact_text
@@ -222,6 +223,9 @@ def main(argv=None) -> int:
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except Exception:  # a bug: its traceback is for the report, with any credential in it masked
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":
