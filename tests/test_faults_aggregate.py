@@ -100,3 +100,10 @@ def test_rerun_writes_into_its_own_report_folder(tmp_path):
         r = dldriver("aggregate", results)
         assert r.returncode == 0, r.stderr
     assert (results / "report/.dldriver-report").is_file() and (results / "report/runs.csv").is_file()
+
+
+def test_save_baseline_naming_a_folder_is_refused(tmp_path):
+    results = tmp_path / "m"
+    write_run(results, f"{CELL}/rep1", summary())
+    refused(dldriver("aggregate", results, "--save-baseline", tmp_path), "--save-baseline", "is a folder")
+    assert not (results / "report").exists()

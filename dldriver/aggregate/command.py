@@ -33,6 +33,8 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
     if not results.is_dir():
         raise DlDriverError(f"{results}: no such results folder")
     out = check_report_folder(out if out else results / "report")
+    if save_baseline and Path(save_baseline).is_dir():
+        raise DlDriverError(f"--save-baseline {save_baseline}: is a folder; name the baseline file (NAME.csv)")
     tol = parse_tolerance(tolerance)
     reference = _read_baseline(Path(baseline)) if baseline else None
     found = collect(results, _plans(results))
