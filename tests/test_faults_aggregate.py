@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from faults import dldriver, refused, tree
+from faults import in_process, refused, tree
 from test_aggregate import make_matrix, summary, write_run
 
 CELL = "unet3d/pytorch/file/r1"
@@ -24,7 +24,7 @@ def matrix_with_baseline(tmp_path):
     results = tmp_path / "m"
     make_matrix(results)
     base = tmp_path / "base.csv"
-    r = dldriver("aggregate", results, "--save-baseline", base)
+    r = in_process("aggregate", results, "--save-baseline", base)
     assert r.returncode == 0, r.stderr
     return results, base
 
@@ -41,7 +41,7 @@ def test_damaged_summaries_are_skipped_named_and_missing_in_verdicts(matrix_with
     results, base = matrix_with_baseline
     for rep in (1, 2):   # every run of the file cell damaged: the cell is missing, not passing
         (results / f"{CELL}/rep{rep}/summary.json").write_text(damage)
-    r = dldriver("aggregate", results, "--baseline", base)
+    r = in_process("aggregate", results, "--baseline", base)
     assert "Traceback" not in r.stderr
     for rep in (1, 2):
         assert any(f"{CELL}/rep{rep}/summary.json" in line and why in line for line in r.stderr.splitlines()), \
@@ -55,7 +55,7 @@ def test_damaged_rank_output_skips_its_run_naming_the_file(tmp_path):
     results = tmp_path / "m"
     make_matrix(results)
     (results / f"{CELL}/rep1/0_output.json").write_text(json.dumps({"1": {"load": {"block1": ["slow", 0.1]}}}))
-    r = dldriver("aggregate", results)
+    r = in_process("aggregate", results)
     assert r.returncode == 0 and "Traceback" not in r.stderr
     assert f"{CELL}/rep1/0_output.json: skipped the run" in r.stderr
     with open(results / "report/runs.csv", newline="") as f:
@@ -73,7 +73,7 @@ def test_damaged_baseline_is_one_line(tmp_path, content, why):
     make_matrix(results)
     base = tmp_path / "base.csv"
     base.write_bytes(content)
-    refused(dldriver("aggregate", results, "--baseline", base), str(base), why)
+    refused(in_process("aggregate", results, "--baseline", base), str(base), why)
     assert not (results / "report").exists()      # refused before anything is written
 
 
@@ -82,14 +82,14 @@ def test_out_naming_a_file_or_a_foreign_folder_is_refused(tmp_path):
     write_run(results, f"{CELL}/rep1", summary())
     target = tmp_path / "notes.txt"
     target.write_text("mine")
-    refused(dldriver("aggregate", results, "--out", target), str(target), "existing file")
+    refused(in_process("aggregate", results, "--out", target), str(target), "existing file")
     assert target.read_text() == "mine"
     folder = tmp_path / "thesis"
     folder.mkdir()
     (folder / "report.html").write_text("my own report")
     (folder / "chapter1.tex").write_text("x")
     before = tree(folder)
-    refused(dldriver("aggregate", results, "--out", folder), str(folder), "not an earlier dl-driver report")
+    refused(in_process("aggregate", results, "--out", folder), str(folder), "not an earlier dl-driver report")
     assert tree(folder) == before
 
 
@@ -97,7 +97,7 @@ def test_rerun_writes_into_its_own_report_folder(tmp_path):
     results = tmp_path / "m"
     write_run(results, f"{CELL}/rep1", summary())
     for _ in range(2):
-        r = dldriver("aggregate", results)
+        r = in_process("aggregate", results)
         assert r.returncode == 0, r.stderr
     assert (results / "report/.dldriver-report").is_file() and (results / "report/runs.csv").is_file()
 
@@ -105,5 +105,5 @@ def test_rerun_writes_into_its_own_report_folder(tmp_path):
 def test_save_baseline_naming_a_folder_is_refused(tmp_path):
     results = tmp_path / "m"
     write_run(results, f"{CELL}/rep1", summary())
-    refused(dldriver("aggregate", results, "--save-baseline", tmp_path), "--save-baseline", "is a folder")
+    refused(in_process("aggregate", results, "--save-baseline", tmp_path), "--save-baseline", "is a folder")
     assert not (results / "report").exists()
