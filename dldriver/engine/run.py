@@ -2,7 +2,7 @@
 
 Rank 0 writes the whole folder (summary.json, {rank}_output.json, {rank}_per_epoch_stats.json, dlio.log)
 into a staged folder that is moved into place only when the run completed; a run that fails leaves no
-summary behind.
+summary behind. A folder that is not an earlier run's is refused before anything starts (outputs).
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.sampler import Sampler, fresh_entropy
-from dldriver.config.uri import checkpoint_uri
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.redact import RedactingFilter
