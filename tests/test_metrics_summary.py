@@ -12,6 +12,7 @@ from dldriver.metrics.formulas import CheckpointOp, GiB, block_metrics, eval_met
 from dldriver.metrics.summary import (SUMMARY_KEYS, Phase, build_metric, build_summary, epoch_output,
                                       epoch_stats, rank_output, staged_run_folder, timestamp)
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.outputs import RUN_MARKER, write_marker
 
 TRAIN_KEYS = {f"train_{k}" for k in (
     "au_percentage", "au_mean_percentage", "au_stdev_percentage", "au_meet_expectation",
@@ -98,15 +99,17 @@ def test_atomic_writer_leaves_nothing_final_on_error(tmp_path):
 
 def test_atomic_writer_replaces_old_result_and_stale_partials(tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.json").write_text("{}")
+    with staged_run_folder(out) as folder:   # an earlier run, which carries the run marker
+        (folder / "old.json").write_text("{}")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    (tmp_path / f"run.partial-{dead}").mkdir()  # a killed earlier run
+    killed = tmp_path / f"run.partial-{dead}"  # a killed earlier run's partial folder
+    killed.mkdir()
+    write_marker(killed, RUN_MARKER, "run")
     with staged_run_folder(out) as folder:
         (folder / "summary.json").write_text("{}")
         assert (out / "old.json").exists()  # the old result stays until the new one is complete
-    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".dldriver-run", "summary.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 

@@ -4,7 +4,7 @@ reads); both write the same run folder.
 
 Rank 0 writes the whole folder (summary.json, {rank}_output.json, {rank}_per_epoch_stats.json, dlio.log)
 into a staged folder that is moved into place only when the run completed; a run that fails leaves no
-summary behind.
+summary behind. A folder that is not an earlier run's is refused before anything starts (outputs).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from dldriver.config import derive_plan
+from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
@@ -32,6 +33,8 @@ from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.outputs import check_checkpoint_folder, check_run_folder
+from dldriver.redact import RedactingFilter
 
 log = logging.getLogger("dldriver")
 
@@ -58,18 +61,22 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
     size = world_size(ranks)
-    out = Path(output or workload.output.folder or "output")
     if not wf.train:
         if not wf.checkpoint:
             raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
                               "(datasets are written by `dldriver generate`)")
         check_checkpoint_only(workload, size, checkpoint_scale)
+        out = check_run_folder(output or workload.output.folder or "output")
+        check_checkpoint_folder(checkpoint_uri(workload))
         spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
         return launch(functools.partial(_rank_main, spec=spec), size)
     check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
+    out = check_run_folder(output or workload.output.folder or "output")
+    if wf.checkpoint:
+        check_checkpoint_folder(checkpoint_uri(workload))
     need_eval = _needs_eval(workload)
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
@@ -128,6 +135,7 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
     previous = log.level
     log.setLevel(logging.INFO)
     for h in handlers:
+        h.addFilter(RedactingFilter())
         log.addHandler(h)
     try:
         yield
