@@ -3,6 +3,8 @@
 Checkpoint-only mode (workflow.train False, workflow.checkpoint True), as DLIO HEAD and MLPerf Storage run it:
 num_checkpoints_write times (sleep time_between_checkpoints, barrier, save global_epoch1_step{i}), then
 (with drop_caches, MLPerf's rule: write, drop caches, read) num_checkpoints_read loads of the first of those.
+With num_checkpoints_write 0 (MLPerf Storage's read phase) the loads read checkpoints an earlier run left in
+checkpoint_folder; a missing or short file is a CheckpointError naming it.
 """
 from __future__ import annotations
 
@@ -89,10 +91,10 @@ def _counts(workload) -> tuple[int, int]:
     ckpt = workload.checkpoint
     writes, reads = max(ckpt.num_checkpoints_write, 0), max(ckpt.num_checkpoints_read, 0)
     problems = []
-    if writes == 0:
-        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write, "
-                        f"got {ckpt.num_checkpoints_write}")
-    if reads > writes:
+    if writes == 0 and reads == 0:
+        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write "
+                        f"(or 0 writes and reads of existing checkpoints), got {ckpt.num_checkpoints_write}")
+    if 0 < writes < reads:
         problems.append(f"checkpoint.num_checkpoints_read: {reads} reads exceed checkpoint.num_checkpoints_write "
                         f"= {writes}; only written checkpoints can be read")
     if problems:
@@ -130,7 +132,7 @@ def _rank_checkpoint_only(comm, workload, scale, drop_caches, quiet):
     if reads:
         barrier.wait()
         if drop_caches and rank == 0:
-            cache = _drop_page_cache(ck, writes)
+            cache = _drop_page_cache(ck, max(writes, reads))
         barrier.wait()
     loads = _timed_ops(ck.load, reads, pause, barrier, quiet, rank, "loaded")
     return {"rank": rank, "start": start, "end": time.time(), "files": len(ck.files),
