@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 
-from dldriver.errors import DlDriverError
+from dldriver.errors import ConfigError, DlDriverError
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
                  "workload.train.epochs=2) or the short form (dataset.num_files_train=8)")
@@ -31,6 +31,8 @@ def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.report import render_validation
 
+    if args.ranks is not None and args.ranks < 1:
+        raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
     workload = load_workload(args.config, args.overrides)
     ranks = args.ranks or minimum_ranks(workload)
     plan = derive_plan(workload, ranks=ranks)
