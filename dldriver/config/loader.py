@@ -138,28 +138,30 @@ def _load(source: str, overrides: list) -> Workload:
 def _apply(doc: dict, override, origin: dict) -> list:
     """Merge (or delete) one override into doc, in place; the problems it has with the file."""
     tree = to_head(override.as_tree())[0]
-    path = _chain(tree, len(override.path))
+    path = head_path(override.path)
     written, head = ".".join(override.path), ".".join(path)
     exists = _get(doc, path) is not _ABSENT
     if head in RENAMED and exists and origin.get(head, head) != written:
-        return [(written, f"conflicts with {origin.get(head, head)} in the file; "
-                          "give only one of the two spellings")]
+        return [("", f"{written}: conflicts with {origin.get(head, head)} in the file; "
+                     "give only one of the two spellings")]
     if override.prefix == "+" and exists:
-        return [(written, f"is already in the file: `+` adds a key the file lacks (Hydra's rule); "
+        return [("", f"{written}: is already in the file: `+` adds a key the file lacks (Hydra's rule); "
                           f"use ++{'workload.' * (not override.short)}{written}=... to set it")]
     if override.prefix == "" and not override.short and not exists:
-        return [(written, f"is not in the file: a bare workload.KEY=VALUE sets a key the file has "
+        return [("", f"{written}: is not in the file: a bare workload.KEY=VALUE sets a key the file has "
                           f"(Hydra's rule); use ++workload.{written}=... to add it")]
     if override.delete:
         problem = path_problem(path)
         if problem:
-            return [(written, problem)]
+            return [("", f"{written}: {problem}")]
         _delete(doc, path)
     else:
         _merge(doc, tree)
     # The override's value replaces the file's, so messages about it use the override's spelling.
     for key in [k for k in origin if k == head or k.startswith(head + ".")]:
         del origin[key]
+    if written != head:
+        origin[head] = written
     return []
 
 
@@ -267,17 +269,12 @@ def _merge(base: dict, tree: dict) -> None:
             base[key] = value
 
 
-def _chain(tree: dict, depth: int) -> tuple:
-    """The key path of an override tree (renames keep its depth), as to_head may have respelled it.
-
-    A rename across sections leaves the old section empty beside the new one; the chain follows the new.
-    """
-    path = []
-    for _ in range(depth):
-        items = list(tree.items())
-        key, tree = next(((k, v) for k, v in items if v != {}), items[0])
-        path.append(key)
-    return tuple(path)
+def head_path(path: tuple) -> tuple:
+    """A key path in HEAD spelling (a rename may change its depth: checkpoint.tensor_parallelism)."""
+    for old, new in RENAMES.items():
+        if path[:len(old)] == old:
+            return new + path[len(old):]
+    return path
 
 
 def _delete(doc: dict, path: tuple) -> None:
