@@ -1,5 +1,8 @@
 """What the YAML reader and the override grammar refuse: duplicate keys, oversized files, Hydra's prefixes,
 deletions of keys that do not exist, both spellings of one key across file and override."""
+import json
+from pathlib import Path
+
 import pytest
 
 from dldriver.cli import main
@@ -83,3 +86,18 @@ def test_both_spellings_across_file_and_override(tmp_path):
 def test_zero_ranks_is_refused_alike(tmp_path, capsys, command):
     assert main([command, str(write(tmp_path, "dataset: {format: npz}\n")), "--ranks", "0"]) == 2
     assert capsys.readouterr().err == "error: --ranks must be >= 1 (got 0)\n"
+
+
+@pytest.mark.parametrize("generation,prefetch", [("head", 2), ("1.0", 0)])
+def test_dlio_generation_defaults(capsys, generation, prefetch):
+    # MLPerf Storage v0.5's unet3d.yaml ran on DLIO 1.0, whose reader.prefetch_size default was 0.
+    path = Path(__file__).parent / "data" / "upstream" / "mlperf-v0.5" / "unet3d.yaml"
+    assert main(["validate", "--json", "--dlio-defaults", generation, str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["reader"]["prefetch_size"] == prefetch
+    # A key the file or an override gives is never replaced by a generation's default.
+    assert load_workload(path, ["reader.prefetch_size=5"], dlio_defaults=generation).reader.prefetch_size == 5
+
+
+def test_unknown_generation_is_one_line(capsys, tmp_path):
+    assert main(["validate", "--dlio-defaults", "0.9", str(write(tmp_path, "dataset: {format: npz}\n"))]) == 2
+    assert capsys.readouterr().err == "error: unknown DLIO defaults '0.9'; known: head, 1.0\n"

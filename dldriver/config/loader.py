@@ -16,6 +16,7 @@ import os
 import yaml
 
 from dldriver.config.check import check_workload
+from dldriver.config.generations import fill_generation_defaults, generation_problem
 from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
 from dldriver.config.schema import build_workload, path_problem
@@ -62,11 +63,18 @@ TIME_STDEV = {
 }
 
 
-def load_workload(path, overrides=()) -> Workload:
-    """Load, check and fill a DLIO workload; raise ConfigError naming every problem."""
+def load_workload(path, overrides=(), dlio_defaults: str = "head") -> Workload:
+    """Load, check and fill a DLIO workload; raise ConfigError naming every problem.
+
+    dlio_defaults names the DLIO generation whose defaults fill the keys the file leaves out
+    (generations.GENERATIONS: head, 2.0.0, 1.0).
+    """
     source = str(path)
+    problem = generation_problem(dlio_defaults)
+    if problem:
+        raise ConfigError(problem)
     try:
-        return _load(source, list(overrides))
+        return _load(source, list(overrides), dlio_defaults)
     except RecursionError:
         raise ConfigError("the data nests too deeply (a YAML alias that contains itself?)", source) from None
 
@@ -101,7 +109,7 @@ def read_document(source: str) -> dict:
     return doc
 
 
-def _load(source: str, overrides: list) -> Workload:
+def _load(source: str, overrides: list, dlio_defaults: str) -> Workload:
     doc = read_document(source)
     doc, problems, origin = to_head(doc)
     hydra = {}
@@ -124,8 +132,10 @@ def _load(source: str, overrides: list) -> Workload:
         if isinstance(doc["output"], dict):
             doc["output"]["folder"] = str(run_dir)
     problems += fold_stdev(doc, origin)
+    written = frozenset(_leaves(doc))
+    fill_generation_defaults(doc, dlio_defaults)
     workload, found = build_workload(doc)
-    workload.written = frozenset(_leaves(doc))
+    workload.written = written
     problems += found
     problems += check_workload(workload, {p for p, _ in found})
     if problems:
