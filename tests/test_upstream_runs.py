@@ -3,6 +3,8 @@ type: MLPerf Storage's checkpoint write phase then read phase, and a generate + 
 import json
 from pathlib import Path
 
+import yaml
+
 from dldriver.cli import main
 
 UPSTREAM = Path(__file__).parent / "data" / "upstream"
@@ -34,6 +36,9 @@ def test_mlperf_checkpoint_write_phase_then_read_phase(tmp_path, capsys):
     assert read["metric"]["load_checkpoint_io_mean_GB_per_second"] > 0
     assert [op["bytes"] for op in read["dldriver"]["loads"]] == [written["dldriver"]["checkpoint_bytes"]] * 2
     assert "save_checkpoint_io_mean_GB_per_second" not in read["metric"]
+    # ++hydra.output_subdir names the run folder's subfolder for the resolved config, as in DLIO.
+    resolved = yaml.safe_load((tmp_path / "read" / "dlio_config" / "config.yaml").read_text())
+    assert resolved["workload"]["checkpoint"]["num_checkpoints_write"] == 0
 
 
 def test_read_phase_of_a_checkpoint_never_written_names_the_file(tmp_path, capsys):
@@ -64,7 +69,9 @@ def test_mlperf_v05_unet3d_generates_and_trains(tmp_path, capsys):
     assert main(["generate", "-q", "-j", "1", config, "++workload.workflow.generate_data=True",
                  "++workload.workflow.train=False", *shrink]) == 0, capsys.readouterr().err
     assert main(["run", "-q", config, "++workload.workflow.generate_data=False",
-                 "++workload.workflow.train=True", *shrink]) == 0, capsys.readouterr().err
+                 "++workload.workflow.train=True", "++hydra.output_subdir=cfg", *shrink]) == 0, capsys.readouterr().err
     summary = _summary(tmp_path / "run")
     assert summary["num_files_train"] == 16
     assert summary["metric"]["train_au_mean_percentage"] > 0
+    resolved = yaml.safe_load((tmp_path / "run" / "cfg" / "config.yaml").read_text())
+    assert resolved["workload"]["dataset"]["record_length_bytes"] == 4096

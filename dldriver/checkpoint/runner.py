@@ -15,6 +15,7 @@ import time
 
 from dldriver.checkpoint import layout
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
+from dldriver.config.resolved import write_resolved_config
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
@@ -251,7 +252,8 @@ def _finish(workload, per_rank, start, output, quiet, scale) -> dict:
             "ranks": per_rank,
         })
     folder = output or workload.output.folder or "output"
-    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
+    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank},
+                                 extra=lambda staged: write_resolved_config(staged, workload))
     if not quiet:
         m = result["metric"]
         print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from dldriver.config.resolved import write_resolved_config
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
@@ -154,6 +155,7 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         start = time.time()
         if comm.rank == 0:
             _announce(spec)
+            write_resolved_config(folder, workload)
         plan = RankPlan(
             epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
             train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),

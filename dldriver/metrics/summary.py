@@ -216,9 +216,11 @@ def staged_run_folder(out) -> Iterator[Path]:
 
 
 def write_run_folder(out, summary: dict, rank_outputs: dict[int, dict],
-                     rank_epoch_stats: dict[int, dict]) -> Path:
-    """Write a whole run folder atomically from rank 0's gathered results."""
+                     rank_epoch_stats: dict[int, dict], extra=None) -> Path:
+    """Write a whole run folder atomically from rank 0's gathered results; `extra(folder)` adds files."""
     with staged_run_folder(out) as folder:
+        if extra is not None:
+            extra(folder)
         write_json(folder, "summary.json", summary)
         for rank, data in rank_outputs.items():
             write_json(folder, f"{rank}_output.json", data)
