@@ -4,8 +4,11 @@ Steps, each a pure function of the data before it:
   read_document   file -> mapping (unwrapping Hydra's top-level `workload:` node)
   to_head         2.0.0 spellings -> HEAD spellings (model: <name>, record_length*, checkpoint.model_size,
                   data_reader) plus model.model_size, which shipped YAMLs use and DLIO HEAD ignores
-  overrides       merged on top, spelled either way
+  overrides       merged on top, spelled either way, Hydra's prefixes checked against the file (_apply);
+                  `hydra.*` ones give the run folder and the resolved config's subfolder (hydra_settings)
+  drop_never_read keys shipped files carry that no DLIO reads, dropped with a warning
   fold_stdev      `*_time_stdev` siblings folded into their time value
+  generations     an older DLIO's defaults where the user gave no value (only with --dlio-defaults)
   build + check   typed Workload, every problem collected, all raised together in one ConfigError
 """
 from __future__ import annotations
@@ -156,10 +159,10 @@ def _apply(doc: dict, override, origin: dict) -> list:
                      "give only one of the two spellings")]
     if override.prefix == "+" and exists:
         return [("", f"{written}: is already in the file: `+` adds a key the file lacks (Hydra's rule); "
-                          f"use ++{'workload.' * (not override.short)}{written}=... to set it")]
+                     f"use ++{'workload.' * (not override.short)}{written}=... to set it")]
     if override.prefix == "" and not override.short and not exists:
         return [("", f"{written}: is not in the file: a bare workload.KEY=VALUE sets a key the file has "
-                          f"(Hydra's rule); use ++workload.{written}=... to add it")]
+                     f"(Hydra's rule); use ++workload.{written}=... to add it")]
     if override.delete:
         problem = path_problem(path)
         if problem:
