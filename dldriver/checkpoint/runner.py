@@ -16,9 +16,11 @@ import time
 from dldriver.checkpoint import layout
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
 from dldriver.config.resolved import write_resolved_config
+from dldriver.config.uri import checkpoint_uri
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
+from dldriver.outputs import check_checkpoint_folder, check_run_folder
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -217,6 +219,8 @@ def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, qu
 
     layout.checkpoint_layout(workload, world_size(ranks), scale)  # fail on bad parallelism before any rank starts
     _counts(workload)
+    check_run_folder(output or workload.output.folder or "output")
+    check_checkpoint_folder(checkpoint_uri(workload))
     start = time.time()
 
     def rank_main(comm):
