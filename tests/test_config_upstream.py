@@ -164,3 +164,16 @@ def test_dlio_2_checkpoint_spellings(tmp_path):
     path.write_text("checkpoint: {num_layers: 8}\nmodel: {num_layers: 4}\n")
     with pytest.raises(ConfigError, match="checkpoint.num_layers: conflicts with model.num_layers"):
         load_workload(path)
+
+
+def test_resolved_config_for_hydra_output_subdir_masks_credentials(tmp_path):
+    from dldriver.config.resolved import write_resolved_config
+
+    path = tmp_path / "w.yaml"
+    path.write_text("storage:\n  storage_type: s3\n  storage_root: bucket\n"
+                    "  storage_options: {access_key_id: AKIDSECRET1, secret_access_key: SHHHSECRET2}\n")
+    w = load_workload(path, ["++hydra.output_subdir=dlio_config"])
+    write_resolved_config(tmp_path / "run", w)
+    text = (tmp_path / "run" / "dlio_config" / "config.yaml").read_text()
+    assert "storage_type: s3" in text
+    assert "SECRET1" not in text and "SECRET2" not in text
