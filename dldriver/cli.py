@@ -11,7 +11,7 @@ import signal
 import sys
 import traceback
 
-from dldriver.errors import DlDriverError
+from dldriver.errors import ConfigError, DlDriverError
 from dldriver.redact import redact_text
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
@@ -28,6 +28,9 @@ class Parser(argparse.ArgumentParser):
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
+    p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
+                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
@@ -39,7 +42,9 @@ def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.report import render_validation
 
-    workload = load_workload(args.config, args.overrides)
+    if args.ranks is not None and args.ranks < 1:
+        raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     ranks = args.ranks or minimum_ranks(workload)
     plan = derive_plan(workload, ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
@@ -61,7 +66,7 @@ def _cmd_generate(args) -> int:
     from dldriver.generate import generate_dataset
     from dldriver.heap import keep_freed_buffers
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     keep_freed_buffers()
     signal.signal(signal.SIGTERM, _raise_terminated)
     generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
@@ -72,7 +77,7 @@ def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import verify_dataset
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -87,7 +92,7 @@ def _cmd_run(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0
@@ -110,7 +115,8 @@ def _cmd_checkpoint(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"])
+    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"],
+                             dlio_defaults=args.dlio_defaults)
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0

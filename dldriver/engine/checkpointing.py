@@ -3,7 +3,9 @@
 Checkpoint-only mode (workflow.train False, workflow.checkpoint True), as DLIO HEAD and MLPerf Storage
 run it: num_checkpoints_write times (sleep time_between_checkpoints, barrier, save global_epoch1_step{i}),
 then (with drop_caches, MLPerf's rule: write, drop caches, read) num_checkpoints_read loads of the first
-of those. The I/O itself is dldriver.checkpoint's.
+of those. With num_checkpoints_write 0 (MLPerf Storage's read phase) the loads read checkpoints an
+earlier run left in checkpoint_folder; a missing or short file is a CheckpointError naming it. The I/O
+itself is dldriver.checkpoint's.
 """
 from __future__ import annotations
 
@@ -52,10 +54,10 @@ def checkpoint_counts(workload) -> tuple[int, int]:
     ckpt = workload.checkpoint
     writes, reads = max(ckpt.num_checkpoints_write, 0), max(ckpt.num_checkpoints_read, 0)
     problems = []
-    if writes == 0:
-        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write, "
-                        f"got {ckpt.num_checkpoints_write}")
-    if reads > writes:
+    if writes == 0 and reads == 0:
+        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write "
+                        f"(or 0 writes and reads of existing checkpoints), got {ckpt.num_checkpoints_write}")
+    if 0 < writes < reads:
         problems.append(f"checkpoint.num_checkpoints_read: {reads} reads exceed checkpoint.num_checkpoints_write "
                         f"= {writes}; only written checkpoints can be read")
     if problems:
@@ -73,7 +75,8 @@ def checkpoint_only_rank(comm: Comm, workload, checkpointer: Checkpointer, drop_
     if reads:
         comm.barrier()
         if drop_caches and comm.rank == 0:
-            cache = checkpointer.drop_page_cache([checkpoint_folder(1, i) for i in range(1, writes + 1)])
+            cache = checkpointer.drop_page_cache([checkpoint_folder(1, i)
+                                                  for i in range(1, max(writes, reads) + 1)])
         comm.barrier()
     loads = _timed_ops(comm, checkpointer.load, reads, pause, "Loaded")
     return {"rank": comm.rank, "start": start, "end": time.time(), "files": len(checkpointer.files),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from dldriver.config import derive_plan
+from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
 from dldriver.engine.dataset import Dataset, open_dataset
@@ -154,6 +155,8 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         spec = replace(spec, dataset=_shared_dataset(comm, spec.workload, _needs_eval(spec.workload)))
     with _rank0_folder(comm, spec.output) as folder, _logging(folder, spec, comm.rank):
         start = time.time()
+        if comm.rank == 0:
+            write_resolved_config(folder, spec.workload)  # with ++hydra.output_subdir, as DLIO's Hydra
         mine = _train_rank(comm, spec) if train else _checkpoint_only_rank(comm, spec)
         gathered = comm.gather(mine)
         if comm.rank != 0:
