@@ -1,0 +1,229 @@
+"""Reads from S3 (SeaweedFS) and Azure (Azurite): every loader through `dldriver run` against a plain SDK loop.
+
+One run: local SeaweedFS and Azurite are started through dldriver.services (free ports, a temporary state
+folder, stopped at the end). Per store and dataset, dl-driver generates the dataset, then:
+- plain: a thread pool of --threads threads over the same objects, one boto3 `get_object(...).read()` /
+  azure-storage-blob `download_blob(max_concurrency=1).readall()` per object (whole objects for npz; for
+  tfrecord the index object of each file whole, then one ranged GET per record: what dl-driver reads);
+  bytes/s of one pass, best of PASSES.
+- each loader: `dldriver run` (a subprocess, as a user runs it; pytorch skips tfrecord, which it cannot read, as in DLIO) with computation_time 0, batch 4,
+  read_threads --threads, EPOCHS epochs; bytes/s = bytes read / train seconds over the epochs after the
+  first (the first opens clients and starts workers).
+The plain loop is measured right before and right after each loader and the loader is held to the better
+of the two (the machine is shared). Prints MB/s and the ratio loader / plain (target >= 0.9).
+
+Datasets: 4MiB (48 npz of one 4 MiB sample: one GET per sample), 128KiB (384 npz of 128 KiB: many small
+GETs) and tfrecord (16 files of 24 records of 128 KiB, read by ranges through each file's index object:
+the tfrecord reader on an object store fetches a record per ranged GET, never the whole file).
+
+SDK settings, the same on both sides (printed at the start): boto3 path-style, max_pool_connections
+max(10, threads), no request/response checksums (when_required), no payload signing; azure-storage-blob
+with a requests pool of max(10, threads), 1 MiB response read blocks (connection_data_block_size; the
+SDK's 4 KiB default halves download speed), max_concurrency 1 per download (one request per object or
+range, as both sides make).
+
+Where the time goes (2 shared cores):
+- Both stores here are servers on the same 2 cores: SeaweedFS (Go) takes most of a core per GB/s it
+  serves; Azurite is single-threaded JavaScript and is its own ceiling (the plain loop's figure is that
+  ceiling: every ratio on Azure is judged against it, not against a network).
+- Per request both sides pay the SDK's Python (botocore ~0.5-1 ms of CPU a GET, azure-core a little
+  more): on 128 KiB objects that is most of the client's time, so client CPU, not the servers, decides.
+  A loader adds per sample the source's Python (reader lookup, header check, a copy into the batch slot:
+  tens of us), which is why small objects are the hard case.
+- tensorflow: batches are read by a pool of read_threads Python threads (the native loader's: the SDK
+  releases the GIL while it waits on the socket), read_threads requests in flight, and handed to tf.data
+  through one generator that only takes finished batches (tensorflow.py). The former design, one
+  tf.data.Dataset.from_generator per thread under a parallel interleave, ran every generator's next()
+  under TensorFlow's py_func machinery: the reads of different generators did not overlap (0.27-0.45 of
+  the plain loop, issue 15).
+- pytorch's workers are processes, each with its own client and connection; jax is native plus a
+  device_put thread.
+
+    .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import yaml
+
+from dldriver import services
+from dldriver.config import load_workload
+from dldriver.generate import generate_dataset
+from dldriver.services.process import free_port_block
+from dldriver.services.seaweedfs import PORT_SPAN
+
+MiB = 1 << 20
+KiB = 1 << 10
+PASSES = 3
+EPOCHS = 5
+BATCH = 4
+TARGET = 0.9
+LOADERS = ("native", "pytorch", "tensorflow", "jax")
+# name -> (format, files, samples per file, bytes per sample)
+DATASETS = {"4MiB": ("npz", 96, 1, 4 * MiB), "128KiB": ("npz", 384, 1, 128 * KiB),
+            "tfrecord": ("tfrecord", 16, 24, 128 * KiB)}
+AZURE_READ_BLOCK = 1 * MiB
+
+
+def workload_doc(uri: str, dataset: str, loader: str, threads: int) -> dict:
+    fmt, files, samples, record = DATASETS[dataset]
+    framework = "tensorflow" if loader == "tensorflow" or fmt == "tfrecord" else "pytorch"
+    return {"model": {"name": f"bench-{dataset}"}, "framework": framework, "workflow": {"train": True},
+            "dataset": {"data_folder": uri, "format": fmt, "num_files_train": files,
+                        "num_samples_per_file": samples, "record_length_bytes": record},
+            "reader": {"data_loader": loader, "batch_size": BATCH, "read_threads": threads,
+                       "prefetch_size": 2 * threads, "pin_memory": False},
+            "train": {"epochs": EPOCHS, "computation_time": 0}}
+
+
+# -- the plain SDK loops --------------------------------------------------------------------------
+
+def plain_s3_get(threads: int, bucket: str):
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(
+        max_pool_connections=max(10, threads), s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+
+    def get(key, rng=None):
+        kwargs = {"Range": f"bytes={rng[0]}-{rng[0] + rng[1] - 1}"} if rng else {}
+        return client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+    return get
+
+
+def plain_azure_get(threads: int, container: str):
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"], connection_data_block_size=AZURE_READ_BLOCK)
+    # The requests pool the SDK makes holds 10 connections, as many as ours for up to 10 threads.
+    client = service.get_container_client(container)
+
+    def get(key, rng=None):
+        kwargs = {"offset": rng[0], "length": rng[1]} if rng else {}
+        return client.get_blob_client(key).download_blob(max_concurrency=1, **kwargs).readall()
+    return get
+
+
+def plain_requests(storage, dataset: str, prefix: str) -> list:
+    """(key, range or None) of every request the plain loop makes, in the dataset's order."""
+    fmt = DATASETS[dataset][0]
+    keys = sorted(k for k in storage.list("train/") if k.endswith(f".{fmt}"))
+    if fmt != "tfrecord":
+        return [(prefix + k, None) for k in keys]
+    requests = []
+    for k in keys:
+        index_key = f"index/{k}.idx"
+        requests.append((prefix + index_key, None))
+        offsets = [line.split() for line in storage.get(index_key).decode().splitlines() if line]
+        requests.extend((prefix + k, (int(o), int(n))) for o, n in offsets)
+    return requests
+
+
+def plain_rate(get, requests: list, threads: int) -> float:
+    """Bytes/s of one pass over every request with `threads` threads."""
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        total = sum(pool.map(lambda r: len(get(*r)), requests))
+        return total / (time.perf_counter() - start)
+
+
+def best_plain(get, requests, threads) -> float:
+    return max(plain_rate(get, requests, threads) for _ in range(PASSES))
+
+
+# -- dl-driver -------------------------------------------------------------------------------------
+
+def loader_rate(cfg: Path, out: Path) -> float:
+    """Bytes/s of `dldriver run` over the epochs after the first."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    subprocess.run([sys.executable, "-m", "dldriver.cli", "run", str(cfg), "--output", str(out), "--quiet"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    summary = json.loads((out / "summary.json").read_text())
+    epochs = summary["dldriver"]["epochs"][1:]
+    return sum(e["bytes_read"] for e in epochs) / sum(e["train_seconds"] for e in epochs)
+
+
+def ensure_servers(stack: ExitStack, backends: list[str]) -> None:
+    state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-services-")))
+    if "s3" in backends and not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ.update(services.start_s3(state, port=free_port_block(PORT_SPAN), attached=True))
+        stack.callback(services.stop_s3, state)
+    if "azure" in backends and not os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
+        os.environ.update(services.start_azure(state, port=free_port_block(1), attached=True))
+        stack.callback(services.stop_azure, state)
+
+
+def settings_line(threads: int) -> str:
+    return (f"SDK settings, both sides: boto3 path-style, max_pool_connections {max(10, threads)}, checksums "
+            f"when_required (none on GET), no payload signing; azure-storage-blob pool {max(10, threads)}, "
+            f"connection_data_block_size {AZURE_READ_BLOCK // MiB} MiB, max_concurrency 1 per download; "
+            f"{threads} threads / read_threads, batch {BATCH}, {EPOCHS} epochs (first excluded), plain best of "
+            f"{PASSES} passes")
+
+
+def bench_dataset(backend: str, dataset: str, loaders, threads: int, work: Path) -> dict:
+    from dldriver.storage import open_storage
+
+    scheme = "s3" if backend == "s3" else "az"
+    bucket = f"reads-{uuid.uuid4().hex[:10]}"
+    uri = f"{scheme}://{bucket}/{dataset}"
+    cfg = work / f"{backend}-{dataset}-gen.yaml"
+    cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, "native", threads)))
+    generate_dataset(load_workload(str(cfg)), processes=2, progress=False)
+    storage = open_storage(uri, threads=threads)
+    requests = plain_requests(storage, dataset, f"{dataset}/")
+    get = (plain_s3_get if backend == "s3" else plain_azure_get)(threads, bucket)
+    plain_rate(get, requests, threads)  # warm-up: connections, the server's caches
+    row = {}
+    for loader in loaders:
+        if loader == "pytorch" and DATASETS[dataset][0] == "tfrecord":
+            continue  # as in DLIO, the pytorch loader does not read tfrecord
+        cfg = work / f"{backend}-{dataset}-{loader}.yaml"
+        cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, loader, threads)))
+        before = best_plain(get, requests, threads)
+        rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}")
+        plain = max(before, best_plain(get, requests, threads))
+        row[loader] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
+        print(f"{backend} {dataset}: {loader} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
+              f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["s3", "azure", "all"], default="all")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--loaders", default=",".join(LOADERS))
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    backends = ["s3", "azure"] if args.backend == "all" else [args.backend]
+    loaders = args.loaders.split(",")
+    print(settings_line(args.threads), flush=True)
+    results = {}
+    with ExitStack() as stack:
+        ensure_servers(stack, backends)
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
+        for backend in backends:
+            for dataset in args.datasets.split(","):
+                results[f"{backend}/{dataset}"] = bench_dataset(backend, dataset, loaders, args.threads, work)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
