@@ -6,7 +6,8 @@ folder, stopped at the end). Per store and dataset, dl-driver generates the data
   azure-storage-blob `download_blob(max_concurrency=1).readall()` per object (whole objects for npz; for
   tfrecord the index object of each file whole, then one ranged GET per record: what dl-driver reads);
   bytes/s of one pass, best of PASSES.
-- each loader: `dldriver run` (a subprocess, as a user runs it; pytorch skips tfrecord, which it cannot read, as in DLIO) with computation_time 0, batch 4,
+- each loader: `dldriver run` (a subprocess, as a user runs it; pytorch skips tfrecord, which it cannot
+  read, as in DLIO) with computation_time 0, batch 4,
   read_threads --threads, EPOCHS epochs; bytes/s = bytes read / train seconds of the best epoch after
   the first (the first opens clients and starts workers; best of, as the plain loop's passes are).
 The plain loop is measured right before and right after each loader and the loader is held to the better
@@ -26,18 +27,26 @@ Where the time goes (2 shared cores):
 - Both stores here are servers on the same 2 cores: SeaweedFS (Go) takes most of a core per GB/s it
   serves; Azurite is single-threaded JavaScript and is its own ceiling (the plain loop's figure is that
   ceiling: every ratio on Azure is judged against it, not against a network).
-- Per request both sides pay the SDK's Python (botocore ~0.5-1 ms of CPU a GET, azure-core a little
-  more): on 128 KiB objects that is most of the client's time, so client CPU, not the servers, decides.
-  A loader adds per sample the source's Python (reader lookup, header check, a copy into the batch slot:
-  tens of us), which is why small objects are the hard case.
+- Client CPU comes out of the servers' share. Measured in one process with getrusage on 96 x 4 MiB from
+  SeaweedFS: the plain loop spends ~0.85-1.0 CPU-s per GB, native ~1.0-1.2 (the copy of each body into
+  its batch slot, ~0.2, and the source's per-sample Python: reader, header check). On 128 KiB objects
+  the SDK's Python per request is most of either side's time.
 - tensorflow: batches are read by a pool of read_threads Python threads (the native loader's: the SDK
-  releases the GIL while it waits on the socket), read_threads requests in flight, and handed to tf.data
-  through one generator that only takes finished batches (tensorflow.py). The former design, one
-  tf.data.Dataset.from_generator per thread under a parallel interleave, ran every generator's next()
-  under TensorFlow's py_func machinery: the reads of different generators did not overlap (0.27-0.45 of
-  the plain loop, issue 15).
-- pytorch's workers are processes, each with its own client and connection; jax is native plus a
-  device_put thread.
+  releases the GIL while it waits on the socket), read_threads requests in flight, and each batch becomes
+  a tf tensor over the same 64-byte aligned memory by DLPack (~60 us, no copy; tensorflow.py). Before
+  (issue 15: 0.27-0.45 of the plain loop) one tf.data.Dataset.from_generator per thread ran under a
+  parallel interleave: the generators' next() calls went through TensorFlow's py_func and their reads
+  did not overlap (tests/test_loaders.py counts the requests in flight). One generator over the pool
+  still cost ~0.4-0.6 CPU-s per GB more than native: TensorFlow's first generator iterator sets glibc's
+  M_TRIM_THRESHOLD to 128 KiB for the process ("Memory patch applied"), after which every object body
+  of 128 KiB or more is a freshly mapped buffer, faulted in a page at a time, on the cores the storage
+  server needs. `run` now also keeps freed buffers in the heap (dldriver/heap.py) for every loader.
+- tfrecord: a reader lives while one thread reads consecutive records of a file, so a file read in
+  batches by 4 threads is opened once per batch; each open cost a HEAD, a GET of the index and another
+  HEAD (7 requests for 4 records). The index is now parsed once per file and process (formats/tfrecord.py).
+- pytorch's workers are read_threads processes, each with its own client, on 2 cores shared with the
+  server: they compete for the cores the other loaders' threads share under one GIL, and each batch
+  is copied into the shared ring; jax is native plus a device_put thread.
 
     .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...]
 """
@@ -56,12 +65,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
+from bench_storage_put import ensure_servers
 
-from dldriver import services
 from dldriver.config import load_workload
 from dldriver.generate import generate_dataset
-from dldriver.services.process import free_port_block
-from dldriver.services.seaweedfs import PORT_SPAN
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -154,16 +161,6 @@ def loader_rate(cfg: Path, out: Path) -> float:
                    check=True, env=env, stdout=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
     return max(e["bytes_read"] / e["train_seconds"] for e in summary["dldriver"]["epochs"][1:])
-
-
-def ensure_servers(stack: ExitStack, backends: list[str]) -> None:
-    state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-services-")))
-    if "s3" in backends and not os.environ.get("AWS_ENDPOINT_URL"):
-        os.environ.update(services.start_s3(state, port=free_port_block(PORT_SPAN), attached=True))
-        stack.callback(services.stop_s3, state)
-    if "azure" in backends and not os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
-        os.environ.update(services.start_azure(state, port=free_port_block(1), attached=True))
-        stack.callback(services.stop_azure, state)
 
 
 def settings_line(threads: int) -> str:

@@ -9,8 +9,9 @@ On object stores (no local path) a request's latency, not bandwidth, bounds one 
 kept in flight as the SDKs' own transfer managers keep them, `storage.threads` at once: files smaller
 than a chunk are written by that many threads at once (one PUT each), larger ones one after another with
 their parts sent in parallel (the storage's writer); reads fetch a file of up to READ_PART in one GET
-(its size checked on arrival, no HEAD before it) and larger ones in READ_PART ranges, that many at once. Local files keep one
-sequential stream per file, which is what their page cache and disks serve best.
+(its size checked on arrival, no HEAD before it) and larger ones in READ_PART ranges, that many at
+once. Local files keep one sequential stream per file, which is what their page cache and disks serve
+best.
 """
 from __future__ import annotations
 
