@@ -30,9 +30,12 @@ Where the time goes (2 shared cores; the servers are on them):
   Now: parts in flight together, small files written 8 at once, small files read in one GET.
 - Azurite takes one large PUT faster than staged blocks: the SDK's default sends files up to 64 MiB
   as one PUT, dl-driver stages 8 MiB blocks above 16 MiB (azure_single_put_size, azure_block_size).
-- The matrix's 0.015 GB/s (4.7 MB a checkpoint in ~0.3 s) is not this path's per-file cost, which is
-  10-25 ms a file here; a rank's first save also makes its SDK client and checks the bucket inside the
-  timed save (not measured here).
+- The matrix's 0.015 GB/s is mostly a run's first save: `dldriver checkpoint llama_7b.yaml --ranks 8
+  --checkpoint-scale 0.00005` on SeaweedFS (one run, after this issue's changes) took 4.75 s for its
+  first save (8 rank processes each making its first SDK client and creating the bucket inside the
+  timed save, on 2 loaded cores) and 0.07-0.16 s for each later one (one or two requests' latency per
+  rank): mean 0.034 GB/s, over the later saves ~0.03-0.06. Making the client before the first timed
+  save belongs to the run driver (checkpoint/runner.py, being moved into engine/ by issue 12).
 
     .venv/bin/python bench/bench_checkpoint_objects.py [--backend s3|azure|all] [--repeats 3]
 """
