@@ -29,9 +29,10 @@ def minimum_ranks(workload) -> int:
 
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
+    from dldriver.config.profiles import apply_profile
     from dldriver.config.report import render_validation
 
-    workload = load_workload(args.config, args.overrides)
+    workload = apply_profile(load_workload(args.config, args.overrides))
     ranks = args.ranks or minimum_ranks(workload)
     plan = derive_plan(workload, ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))

@@ -10,11 +10,14 @@ Steps, each a pure function of the data before it:
 """
 from __future__ import annotations
 
+import copy
+
 import yaml
 
 from dldriver.config.check import check_workload
 from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
+from dldriver.config.profiles import fold_framework_profiles
 from dldriver.config.schema import build_workload
 from dldriver.errors import ConfigError
 
@@ -44,6 +47,15 @@ def load_workload(path, overrides=()) -> Workload:
         raise ConfigError("the data nests too deeply (a YAML alias that contains itself?)", source) from None
 
 
+def load_workload_mapping(doc: dict, overrides=(), source: str = "<mapping>") -> Workload:
+    """load_workload for a workload given as plain data (a dict as the YAML would give it)."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"expected a mapping of DLIO sections, got {type(doc).__name__}", source)
+    if list(doc) == ["workload"]:
+        doc = doc["workload"]
+    return _load(source, list(overrides), copy.deepcopy(doc))
+
+
 def read_document(source: str) -> dict:
     """The workload mapping of a YAML file, unwrapped from a top-level `workload:` node if there is one."""
     try:
@@ -68,8 +80,8 @@ def read_document(source: str) -> dict:
     return doc
 
 
-def _load(source: str, overrides: list) -> Workload:
-    doc = read_document(source)
+def _load(source: str, overrides: list, doc: dict | None = None) -> Workload:
+    doc = read_document(source) if doc is None else doc
     doc, problems, origin = to_head(doc)
     for text in overrides:
         try:
@@ -86,6 +98,7 @@ def _load(source: str, overrides: list) -> Workload:
         # The override's value replaces the file's, so messages about it use the override's spelling.
         origin = {k: v for k, v in origin.items() if not k.startswith(".".join(path))}
     problems += fold_stdev(doc, origin)
+    problems += fold_framework_profiles(doc, origin)
     workload, found = build_workload(doc)
     problems += found
     problems += check_workload(workload, {p for p, _ in found})

@@ -45,6 +45,9 @@ class RunSpec:
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
                  quiet: bool = False, checkpoint_scale: float = 1.0) -> Optional[dict]:
     """Run a workload; rank 0 returns the summary (None on other ranks and under MPI on them)."""
+    from dldriver.config.profiles import apply_profile
+
+    workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
     wf = workload.workflow
     size = world_size(ranks)
     if not wf.train:
