@@ -131,6 +131,8 @@ class ResolvedProfile:
     origins: dict = field(default_factory=dict)
 
     def __getattr__(self, name):
+        if name.startswith("_") or name in ("values", "origins", "framework"):
+            raise AttributeError(name)  # while unpickling, before the fields are set
         try:
             return self.values[name]
         except KeyError:
