@@ -228,3 +228,56 @@ class SharedEpoch:
 
         spawning = context.get_spawning_popen() is not None
         return {"_value": self._value if spawning else None, "_plain": self.value}
+
+
+class FrameworkDataset:
+    """What every framework's dataset shares: the reading (workload, profile, sampler, source), the
+    epoch (shared with loader workers) and the true-bytes counters. Subclasses set `framework`."""
+
+    framework = ""
+
+    def _setup(self, config, overrides, split, rank, world_size, entropy, profile) -> None:
+        self.reading: Reading = open_reading(config, overrides, self.framework, split, rank, world_size,
+                                             entropy, **profile)
+        self.counts = SharedCounts()
+        self._epoch = SharedEpoch(1)
+
+    @classmethod
+    def from_config(cls, config, overrides=(), **kwargs):
+        """The dataset of a workload: a YAML path, a dict or a Workload, plus overrides."""
+        return cls(config, overrides, **kwargs)
+
+    @classmethod
+    def from_uri(cls, uri: str, format: Optional[str] = None, overrides=(), **kwargs):
+        """The dataset at a URI (a path, file://, direct://, s3://, az://) with DLIO's defaults; its
+        manifest gives the layout when `dldriver generate` wrote it, else give `format`."""
+        return cls(uri_config(uri, format), overrides, **kwargs)
+
+    @property
+    def workload(self):
+        return self.reading.workload
+
+    @property
+    def profile(self):
+        """The resolved framework profile (values and where each came from)."""
+        return self.reading.profile
+
+    @property
+    def rank(self) -> int:
+        return self.reading.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.reading.world_size
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.value
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose shard and order the next pass reads (as DistributedSampler.set_epoch)."""
+        self._epoch.value = int(epoch)
+
+    def take_counts(self) -> tuple[int, int]:
+        """(bytes really fetched, samples) by this dataset in every worker since the last call."""
+        return self.counts.take()

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 from dldriver.config.profiles import PyTorchProfile
 from dldriver.engine.sampler import split_among_workers
 from dldriver.errors import DlDriverError
-from dldriver.frameworks.common import Reading, SharedCounts, SharedEpoch, open_reading, uri_config
+from dldriver.frameworks.common import FrameworkDataset, uri_config
 
 log = logging.getLogger("dldriver")
 PROFILE_KEYS = tuple(PyTorchProfile.__dataclass_fields__)
@@ -42,55 +42,8 @@ def _convert(data: np.ndarray, return_type: str):
     return torch.from_numpy(data)
 
 
-class _Base:
-    """What both dataset forms share: the reading (workload, profile, sampler, source) and counters."""
-
-    def _setup(self, config, overrides, split, rank, world_size, entropy, profile) -> None:
-        self.reading: Reading = open_reading(config, overrides, "pytorch", split, rank, world_size,
-                                             entropy, **profile)
-        self.return_type = self.reading.profile.return_type
-        self.counts = SharedCounts()
-        self._epoch = SharedEpoch(1)
-
-    @classmethod
-    def from_config(cls, config, overrides=(), **kwargs):
-        """The dataset of a workload: a YAML path, a dict or a Workload, plus overrides."""
-        return cls(config, overrides, **kwargs)
-
-    @classmethod
-    def from_uri(cls, uri: str, format: Optional[str] = None, overrides=(), **kwargs):
-        """The dataset at a URI (a path, file://, direct://, s3://, az://) with DLIO's defaults; its
-        manifest gives the layout when `dldriver generate` wrote it, else give `format`."""
-        return cls(uri_config(uri, format), overrides, **kwargs)
-
-    @property
-    def workload(self):
-        return self.reading.workload
-
-    @property
-    def profile(self):
-        """The resolved pytorch profile (values and where each came from)."""
-        return self.reading.profile
-
-    @property
-    def rank(self) -> int:
-        return self.reading.rank
-
-    @property
-    def world_size(self) -> int:
-        return self.reading.world_size
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.value
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch whose shard and order the next pass reads (as DistributedSampler.set_epoch)."""
-        self._epoch.value = int(epoch)
-
-    def take_counts(self) -> tuple[int, int]:
-        """(bytes really fetched, samples) by this dataset in every worker since the last call."""
-        return self.counts.take()
+class _Base(FrameworkDataset):
+    framework = "pytorch"
 
     def _read(self, file_idx: int, sample_idx: int):
         read = self.reading.source.fetch(file_idx, sample_idx)
@@ -106,6 +59,7 @@ class DlioPyTorchDataset(_Base, Dataset):
     def __init__(self, config, overrides=(), *, split: str = "train", rank: Optional[int] = None,
                  world_size: Optional[int] = None, entropy: Optional[int] = None, **profile):
         self._setup(config, overrides, split, rank, world_size, entropy, profile)
+        self.return_type = self.reading.profile.return_type
         self.sampler = DlioSampler(self)
 
     def __len__(self) -> int:
@@ -155,6 +109,7 @@ class DlioPyTorchIterableDataset(_Base, IterableDataset):
     def __init__(self, config, overrides=(), *, split: str = "train", rank: Optional[int] = None,
                  world_size: Optional[int] = None, entropy: Optional[int] = None, **profile):
         self._setup(config, overrides, split, rank, world_size, entropy, profile)
+        self.return_type = self.reading.profile.return_type
 
     def __iter__(self):
         batches = self.reading.sampler.batches(self.epoch)
