@@ -32,9 +32,10 @@ def _cmd_validate(args) -> int:
     from dldriver.config.profiles import apply_profile
     from dldriver.config.report import render_validation
 
-    workload = apply_profile(load_workload(args.config, args.overrides))
+    workload = load_workload(args.config, args.overrides)
     ranks = args.ranks or minimum_ranks(workload)
-    plan = derive_plan(workload, ranks=ranks)
+    # The plan is the run's: the loader's profile applied (the config and profiles print as written).
+    plan = derive_plan(apply_profile(workload), ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
     return 0
 
