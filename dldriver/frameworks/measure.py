@@ -48,8 +48,10 @@ class _DatasetInfo:
 
 
 def _dataset_of(loader):
-    dataset = getattr(loader, "dataset", loader)
-    if not hasattr(dataset, "reading"):
+    from dldriver.frameworks.common import FrameworkDataset
+
+    dataset = loader if isinstance(loader, FrameworkDataset) else getattr(loader, "dataset", None)
+    if not isinstance(dataset, FrameworkDataset):
         raise DlDriverError("Measurement: give a dl-driver loader or dataset (from dldriver.frameworks), "
                             f"not a {type(loader).__name__}")
     return dataset

@@ -107,10 +107,10 @@ class DlioTensorFlowDataset(FrameworkDataset):
             return tf.reshape(tf.io.decode_raw(image, dtype), spec.shape)
 
         calls = _calls(self.profile.num_parallel_calls)
-        # deterministic: one run after another, the sampler's order; else runs interleaved in parallel.
-        cycle = 1 if self.profile.deterministic else max(1, self.profile.num_parallel_calls)
+        # num_parallel_calls runs of records read at once, interleaved record by record (with one, in
+        # the sampler's order); deterministic fixes the interleaving, so each pass is the same.
         return (tf.data.Dataset.from_tensor_slices((paths, starts, counts))
-                .interleave(records, cycle_length=cycle, num_parallel_calls=calls,
+                .interleave(records, cycle_length=calls, num_parallel_calls=calls,
                             deterministic=self.profile.deterministic)
                 .map(parse, num_parallel_calls=calls, deterministic=self.profile.deterministic))
 
