@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 from dldriver.config.profiles import PyTorchProfile
 from dldriver.engine.sampler import split_among_workers
 from dldriver.errors import DlDriverError
+from dldriver.loaders.base import read_batch
 from dldriver.frameworks.common import FrameworkDataset, uri_config
 
 log = logging.getLogger("dldriver")
@@ -71,6 +72,18 @@ class DlioPyTorchDataset(_Base, Dataset):
             raise IndexError(f"sample {index} is outside 0..{total - 1}")
         file_idx, sample_idx = divmod(index % total, self.reading.sampler.samples_per_file)
         return self._read(file_idx, sample_idx)
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A whole batch at once (torch's fetcher calls this in the worker): each sample is read straight
+        into its row of one batch array, and the rows are handed to collate."""
+        if self.return_type == "bytes" or not indices:
+            return [self[i] for i in indices]
+        spf = self.reading.sampler.samples_per_file
+        batch = read_batch(self.reading.source, [divmod(i, spf) for i in indices])
+        self.counts.add(batch.nbytes, len(indices))
+        if self.return_type == "reader":
+            return list(batch.data)
+        return [torch.from_numpy(row) for row in batch.data]
 
     def key(self, index: int) -> tuple[int, int]:
         """(file, sample) of an index."""

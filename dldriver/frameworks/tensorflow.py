@@ -99,7 +99,11 @@ class DlioTensorFlowDataset(FrameworkDataset):
         starts = tf.constant([s for _, s, _ in runs], tf.int64)
         counts = tf.constant([n for _, _, n in runs], tf.int64)
 
+        whole = all(s == 0 and n == self.reading.source.files[f].num_samples for f, s, n in runs)
+
         def records(path, start, count):
+            if whole:  # every run is a whole file: no skip/take per file
+                return tf.data.TFRecordDataset(path)
             return tf.data.TFRecordDataset(path).skip(start).take(count)
 
         def parse(record):
