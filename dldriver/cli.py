@@ -40,13 +40,15 @@ def minimum_ranks(workload) -> int:
 
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
+    from dldriver.config.profiles import apply_profile
     from dldriver.config.report import render_validation
 
     if args.ranks is not None and args.ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     ranks = args.ranks or minimum_ranks(workload)
-    plan = derive_plan(workload, ranks=ranks)
+    # The plan is the run's: the loader's profile applied (the config and profiles print as written).
+    plan = derive_plan(apply_profile(workload), ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from dldriver.config import derive_plan
+from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
@@ -71,6 +72,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
         check_checkpoint_folder(checkpoint_uri(workload))
         spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
         return launch(functools.partial(_rank_main, spec=spec), size)
+    workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
     check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
