@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from dldriver.dataset.layout import dataset_files
 from dldriver.errors import FormatError
 from dldriver.formats import FORMAT_NAMES, get_format
-from dldriver.formats.layout import dataset_files
 from dldriver.formats.tfrecord import masked_crc
 from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload

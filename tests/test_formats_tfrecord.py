@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dldriver.dataset.layout import dataset_files
 from dldriver.formats import get_format
-from dldriver.formats.layout import dataset_files
 from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from dldriver.dataset.layout import dataset_files
 from dldriver.errors import DatasetError
-from dldriver.formats.layout import dataset_files
 from dldriver.generate import generate_dataset, verify_dataset
 from test_formats_support import data_storage, workload
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from dldriver.config.uri import dataset_uri
+from dldriver.dataset.layout import dataset_files
 from dldriver.formats import get_format
-from dldriver.formats.layout import dataset_files
 from dldriver.generate import generate_dataset, verify_dataset
 from dldriver.manifest import load_manifest
 from dldriver.storage import open_storage

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from dldriver.dataset.layout import dataset_files
 from dldriver.engine.sampler import Sampler
 from dldriver.engine.source import SampleSource
 from dldriver.errors import ConfigError, FormatError
 from dldriver.formats import get_format
-from dldriver.formats.layout import dataset_files
 from dldriver.loaders import make_loader
 from dldriver.storage import open_storage
 

@@ -30,7 +30,7 @@ class Read:
 
 
 class SampleSource:
-    """`read(file_idx, sample_idx)` over a list of file specs (formats.layout.FileSpec) of one split.
+    """`read(file_idx, sample_idx)` over a list of file specs (dataset.layout.FileSpec) of one split.
 
     read_type "on_demand" keeps a file's reader open only while consecutive samples of that file are
     read (a multi-sample npz is then fetched once per run of samples, not once per sample);
