@@ -37,8 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dldriver import services
 from dldriver.config.model import Workload
+from dldriver.dataset.manifest import MANIFEST_KEY
 from dldriver.generate import generate_dataset
-from dldriver.manifest import MANIFEST_KEY
 from dldriver.services import process, seaweedfs
 from dldriver.storage import open_storage
 

@@ -32,12 +32,13 @@ from contextlib import contextmanager
 from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.dataset.compare import compare, stat_listing
 from dldriver.dataset.layout import SPLITS, dataset_files
+from dldriver.dataset.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, checksum_problem,
+                                       dataset_config, dataset_hash, load_manifest, new_hasher, save_manifest,
+                                       stored_dataset_hash)
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
 from dldriver.formats.base import warm_random
 from dldriver.heap import keep_freed_buffers
-from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, checksum_problem, dataset_config,
-                               dataset_hash, load_manifest, new_hasher, save_manifest, stored_dataset_hash)
 from dldriver.outputs import check_dataset_folder
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError

@@ -5,7 +5,7 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-from dldriver.manifest import GENERATOR_VERSION
+from dldriver.dataset.manifest import GENERATOR_VERSION
 
 SOURCE = Path(__file__).resolve().parents[1]
 

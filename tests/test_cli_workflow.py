@@ -3,7 +3,7 @@ import json
 
 from dldriver.aggregate.collect import collect
 from dldriver.cli import main
-from dldriver.manifest import GENERATOR_VERSION
+from dldriver.dataset.manifest import GENERATOR_VERSION
 
 from test_run_helpers import make_dataset, workload_doc, write_config
 

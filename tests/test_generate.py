@@ -236,7 +236,7 @@ def test_saving_the_manifest_never_takes_more_than_a_twentieth_of_the_time(monke
 
 
 def test_a_big_manifest_is_written_compact(tmp_path):
-    from dldriver.manifest import READABLE_UP_TO, save_manifest
+    from dldriver.dataset.manifest import READABLE_UP_TO, save_manifest
     storage = data_storage(tmp_path)
     for count, one_line in ((3, False), (READABLE_UP_TO + 1, True)):
         files = [{"key": f"train/f{i}", "size": i} for i in range(count)]

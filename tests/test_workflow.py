@@ -239,7 +239,7 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
     # sitecustomize before the Snakefile reads it) regenerates the dataset, which reruns its cells.
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text("import dldriver.manifest as m\nm.GENERATOR_VERSION += 1\n")
+    (hook / "sitecustomize.py").write_text("import dldriver.dataset.manifest as m\nm.GENERATOR_VERSION += 1\n")
     env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     upgraded = snakemake("-n", "--configfile", str(config), env=env)
     assert "Params have changed since last execution" in upgraded.stdout, upgraded.stdout + upgraded.stderr

@@ -4,7 +4,7 @@
 the listing does not tell it), `entries` the manifest entries that should be there. Each caller builds
 the listing its way (one listing per prefix on an object store, a stat per file on a file system when
 sizes are needed) and says the mismatches in the same words (`Mismatch.message`). Checksums are not a
-listing's business: `verify` checks them after the sizes match (dldriver.manifest.checksum_problem).
+listing's business: `verify` checks them after the sizes match (dldriver.dataset.manifest.checksum_problem).
 """
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ from typing import Callable, Optional
 from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.dataset.compare import compare
 from dldriver.dataset.layout import dataset_files, discover_files
+from dldriver.dataset.manifest import load_manifest, signature_differences
 from dldriver.errors import DatasetError
-from dldriver.manifest import load_manifest, signature_differences
 from dldriver.storage import open_storage
 
 GENERATE_HINT = "run `dldriver generate` with the same config and overrides first"

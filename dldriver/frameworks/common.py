@@ -47,7 +47,7 @@ def uri_config(uri: str, format: str, **sections) -> dict:
     """A workload dict for a dataset URI and format with DLIO's defaults; when the URI holds a manifest
     (a dataset `dldriver generate` wrote), its dataset keys, so the manifest check passes."""
     from dldriver.config.uri import _absolute, _URI
-    from dldriver.manifest import load_manifest
+    from dldriver.dataset.manifest import load_manifest
     from dldriver.storage import open_storage
 
     folder = uri if _URI.match(uri) else _absolute(uri)
