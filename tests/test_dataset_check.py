@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import dldriver.engine.dataset as dataset_module
-from dldriver.engine.dataset import open_dataset
+import dldriver.dataset.opening as dataset_module
+from dldriver.dataset.opening import open_dataset
 from dldriver.engine.run import run_workload
 from dldriver.errors import DatasetError
 

@@ -19,10 +19,10 @@ from dldriver.config.loader import load_workload_mapping
 from dldriver.config.model import Workload
 from dldriver.config.profiles import ResolvedProfile, resolve_profile
 from dldriver.config.resolved import resolved_dict
-from dldriver.engine.dataset import open_dataset
+from dldriver.dataset.opening import open_dataset
+from dldriver.dataset.source import SampleSource, open_source
 from dldriver.engine.ranks import launcher_world
 from dldriver.engine.sampler import Sampler, fresh_entropy
-from dldriver.engine.source import SampleSource, open_source
 from dldriver.errors import ConfigError, DlDriverError
 
 SPLITS = {"train": "train", "valid": "valid", "eval": "valid"}

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from dldriver.config.profiles import prefetch_factor  # noqa: F401 (re-exported for the loaders)
-from dldriver.engine.source import SampleSource
+from dldriver.dataset.source import SampleSource
 
 Key = tuple[int, int]
 

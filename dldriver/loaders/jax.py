@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 import jax
 
-from dldriver.engine.source import SampleSource
+from dldriver.dataset.source import SampleSource
 from dldriver.loaders.base import Batch, Key, Loader
 from dldriver.loaders.native import NativeLoader
 

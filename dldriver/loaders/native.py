@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from dldriver.engine.source import SampleSource
+from dldriver.dataset.source import SampleSource
 from dldriver.loaders.base import Batch, Key, Loader, prefetch_factor, read_batch
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from dldriver.engine.source import SampleSource
+from dldriver.dataset.source import SampleSource
 from dldriver.loaders.base import Batch, Key, Loader, prefetch_factor, read_batch
 
 log = logging.getLogger("dldriver")

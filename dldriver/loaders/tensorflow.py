@@ -28,7 +28,7 @@ from typing import Iterator, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dldriver.engine.source import SampleSource  # noqa: E402
+from dldriver.dataset.source import SampleSource  # noqa: E402
 from dldriver.loaders.base import Batch, Key, Loader  # noqa: E402
 from dldriver.loaders.native import NativeLoader  # noqa: E402
 
