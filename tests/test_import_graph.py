@@ -22,11 +22,8 @@ LAYERS = [
     {"frameworks", "mlperf", "aggregate"},
     {"cli"},
 ]
-# Modules whose room is not yet their folder: the manifest, the sample source and the sampler are the
-# dataset's (design.md); they move into dataset/ and a sampler module after this round's merge.
-ROOM_OF = {"dldriver.engine.sampler": "dataset",
-           # the public framework modules re-export dldriver.frameworks
-           "dldriver.torch": "frameworks", "dldriver.tensorflow": "frameworks", "dldriver.jax": "frameworks"}
+# Modules whose room is not their folder: the public framework modules re-export dldriver.frameworks.
+ROOM_OF = {"dldriver.torch": "frameworks", "dldriver.tensorflow": "frameworks", "dldriver.jax": "frameworks"}
 
 
 def module_name(path: Path) -> str:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dldriver.dataset.layout import dataset_files
+from dldriver.dataset.sampler import Sampler
 from dldriver.dataset.source import SampleSource
-from dldriver.engine.sampler import Sampler
 from dldriver.errors import ConfigError, FormatError
 from dldriver.formats import get_format
 from dldriver.loaders import make_loader

@@ -4,8 +4,8 @@ import itertools
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dldriver.engine.sampler import (Sampler, batches, coverage, epoch_assignment, fresh_entropy,
-                                     split_among_workers, steps_per_epoch)
+from dldriver.dataset.sampler import (Sampler, batches, coverage, epoch_assignment, fresh_entropy,
+                                      split_among_workers, steps_per_epoch)
 from dldriver.errors import DlDriverError
 
 MODES = ("off", "seed", "random")

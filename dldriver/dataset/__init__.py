@@ -1,5 +1,4 @@
-"""What the data is: for now, the one comparison of what is stored against what the manifest says.
-
-(Layout, the manifest and the sample source move here after the parallel work of this round is
-merged; see docs/internals.md.)
+"""What the data is: its layout and names, the manifest, the one compare of what is stored against what
+should be (run start, resume, verify), opening a dataset for a run, the sample source every loader reads
+through, and the sampler that decides which samples each rank visits and in which order.
 """

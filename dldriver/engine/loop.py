@@ -17,9 +17,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from dldriver.dataset.sampler import Sampler, coverage
 from dldriver.engine.checkpointing import should_checkpoint_after_epoch, should_checkpoint_after_step
 from dldriver.engine.ranks import Comm
-from dldriver.engine.sampler import Sampler, coverage
 from dldriver.errors import DlDriverError
 from dldriver.metrics.summary import Phase
 

@@ -24,12 +24,12 @@ from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
 from dldriver.dataset.opening import Dataset, open_dataset
+from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import open_source
 from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
-from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching

@@ -19,11 +19,14 @@ from dldriver.config.loader import load_workload_mapping
 from dldriver.config.model import Workload
 from dldriver.config.profiles import ResolvedProfile, resolve_profile
 from dldriver.config.resolved import resolved_dict
+from dldriver.config.uri import _URI, _absolute
+from dldriver.dataset.manifest import load_manifest
 from dldriver.dataset.opening import open_dataset
+from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import SampleSource, open_source
 from dldriver.engine.ranks import launcher_world
-from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
+from dldriver.storage import open_storage
 
 SPLITS = {"train": "train", "valid": "valid", "eval": "valid"}
 
@@ -46,10 +49,6 @@ def load_config(config, overrides=()) -> Workload:
 def uri_config(uri: str, format: str, **sections) -> dict:
     """A workload dict for a dataset URI and format with DLIO's defaults; when the URI holds a manifest
     (a dataset `dldriver generate` wrote), its dataset keys, so the manifest check passes."""
-    from dldriver.config.uri import _absolute, _URI
-    from dldriver.dataset.manifest import load_manifest
-    from dldriver.storage import open_storage
-
     folder = uri if _URI.match(uri) else _absolute(uri)
     doc: dict = {"dataset": {"data_folder": folder, "format": format}}
     manifest = load_manifest(open_storage(uri if _URI.match(uri) else f"file://{folder}"))

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+from dldriver.dataset.sampler import Sampler, coverage
 from dldriver.engine.loop import EpochRecord
-from dldriver.engine.sampler import Sampler, coverage
 from dldriver.errors import DlDriverError
 from dldriver.metrics.summary import Phase, staged_run_folder
 

@@ -21,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
 from dldriver.config.profiles import PyTorchProfile
-from dldriver.engine.sampler import split_among_workers
+from dldriver.dataset.sampler import split_among_workers
 from dldriver.errors import DlDriverError
-from dldriver.loaders.base import read_batch
 from dldriver.frameworks.common import FrameworkDataset, uri_config
+from dldriver.loaders.base import read_batch
 
 log = logging.getLogger("dldriver")
 PROFILE_KEYS = tuple(PyTorchProfile.__dataclass_fields__)
