@@ -108,6 +108,23 @@ def _cmd_aggregate(args) -> int:
                              tolerance=args.tolerance, save_baseline=args.save_baseline)
 
 
+def _cmd_datasize(args) -> int:
+    from dldriver.mlperf.command import datasize_command
+
+    return datasize_command(args.config, args.overrides, hosts=args.hosts,
+                            accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
+                            edition=args.edition, ranks=args.ranks, as_json=args.json)
+
+
+def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hosts", type=int, default=1, help="client hosts (default 1)")
+    p.add_argument("--accelerators-per-host", type=int, default=None,
+                   help="emulated accelerators per host (training; default 1)")
+    p.add_argument("--host-memory-gib", type=float, default=None,
+                   help="memory per client host in GiB (default: this host's, from psutil)")
+    p.add_argument("--edition", default="v2.0", help="MLPerf Storage rules edition: v2.0 or v3.0 (default v2.0)")
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", type=int, default=None,
                    help="emulated accelerators on this host (default: 1, or the world size given by srun/mpiexec)")
@@ -165,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_run_options(p)
     p.set_defaults(func=_cmd_checkpoint)
+
+    p = sub.add_parser("datasize", help="MLPerf Storage: the minimum dataset (or checkpoint) size for a workload",
+                       description="The minimum num_files_train by MLPerf Storage's two rules (5 x the clients' "
+                                   "memory; 500 steps of every accelerator), its disk space and subfolders, and the "
+                                   "`dldriver generate` command to run next. Checkpoint-only workloads get bytes "
+                                   "per rank and host, the 3 x memory rule and the process counts allowed.")
+    _add_config(p)
+    _add_mlperf_options(p)
+    p.add_argument("--ranks", type=int, default=None,
+                   help="checkpointing: world size (default: the process count CLOSED requires)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_cmd_datasize)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",
                        description="Local servers bound to 127.0.0.1 with telemetry off. `start` prints the "

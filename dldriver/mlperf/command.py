@@ -1,0 +1,95 @@
+"""`dldriver datasize` and `dldriver mlperf check`: turn the pure sizing and verdicts into text."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import psutil
+
+from dldriver.config import load_workload
+from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, allowed_processes, checkpoint_size,
+                                      workload_training_size)
+from dldriver.mlperf.rules import edition as edition_named
+
+
+def host_memory_bytes(gib: float | None) -> int:
+    """--host-memory-gib when given, else this host's physical memory."""
+    return int(gib * GIB) if gib is not None else psutil.virtual_memory().total
+
+
+def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerators_per_host: int | None,
+                     host_memory_gib: float | None, edition: str, ranks: int | None, as_json: bool) -> int:
+    ed = edition_named(edition)
+    workload = load_workload(config, overrides)
+    memory = host_memory_bytes(host_memory_gib)
+    if workload.workflow.train:
+        text, data = _training(workload, config, overrides, hosts, accelerators_per_host or 1, memory, ed)
+    else:
+        text, data = _checkpoint(workload, hosts, ranks, memory, ed)
+    print(json.dumps(data, indent=2) if as_json else text)
+    return 0
+
+
+def _training(workload, config, overrides, hosts, per_host, memory, ed):
+    size = workload_training_size(workload, hosts=hosts, accelerators_per_host=per_host,
+                                  host_memory_bytes=memory, edition=ed)
+    d, accelerators = workload.dataset, hosts * per_host
+    new = [f"dataset.num_files_train={size.num_files_train}"]
+    if size.num_subfolders:
+        new.append(f"dataset.num_subfolders_train={size.num_subfolders}")
+    kept = [o for o in overrides if not o.lstrip("+").removeprefix("workload.").startswith(
+        ("dataset.num_files_train=", "dataset.num_subfolders_train="))]
+    command = shlex.join(["dldriver", "generate", config, *kept, *new])
+    which = "host memory" if size.rule == RULE_MEMORY else f"{ed.min_steps_per_epoch} steps"
+    lines = [
+        f"{workload.model.name}: MLPerf Storage {ed.name} dataset size for {hosts} host(s) x {per_host} "
+        f"accelerator(s), {memory / GIB:.2f} GiB memory per host",
+        f"  by host memory: {size.files_by_memory} files ({ed.host_memory_multiplier} x {hosts * memory / GIB:.2f} "
+        f"GiB / {size.file_bytes / 2**20:.2f} MiB per file)",
+        f"  by {ed.min_steps_per_epoch} steps:  {size.files_by_steps} files ({ed.min_steps_per_epoch} x "
+        f"{accelerators} accelerators x batch {workload.reader.batch_size} / {d.num_samples_per_file} samples per file)",
+        f"num_files_train: {size.num_files_train} (the {which} rule sets it)",
+        f"disk space: {size.disk_bytes / GIB:.2f} GiB ({size.disk_bytes} bytes)",
+    ]
+    if size.num_subfolders:
+        lines.append(f"num_subfolders_train: {size.num_subfolders} (above {ed.files_per_folder:,} files, "
+                     f"about {size.num_files_train // size.num_subfolders:,} files per folder)")
+    lines += ["generate it with:", f"  {command}", "or add to configs/config.yaml:",
+              "  workloads:", f"    {workload.model.name}:", f"      file: {config}", "      overrides:"]
+    lines += [f"        - {o}" for o in kept + new]
+    data = {"edition": ed.name, "model": workload.model.name, "hosts": hosts, "accelerators_per_host": per_host,
+            "host_memory_bytes": memory, "files_by_memory": size.files_by_memory,
+            "files_by_steps": size.files_by_steps, "num_files_train": size.num_files_train,
+            "rule": size.rule, "disk_bytes": size.disk_bytes, "num_subfolders_train": size.num_subfolders,
+            "generate_command": command, "overrides": kept + new}
+    return "\n".join(lines), data
+
+
+def _checkpoint(workload, hosts, ranks, memory, ed):
+    allowed = allowed_processes(workload.model.name, ed)
+    world = ranks or (allowed["closed"] if allowed else 1)
+    size = checkpoint_size(workload, world_size=world, hosts=hosts, host_memory_bytes=memory, edition=ed)
+    writers = [b for b in size.rank_bytes if b]
+    lines = [
+        f"{workload.model.name}: MLPerf Storage {ed.name} checkpoint size on {world} ranks over {hosts} host(s), "
+        f"{memory / GIB:.2f} GiB memory per host (ZeRO {workload.model.parallelism.zero_stage}, "
+        f"TP {workload.model.parallelism.tensor} x PP {workload.model.parallelism.pipeline})",
+        f"  total: {size.total_bytes / GIB:.2f} GiB",
+        f"  per rank: {min(writers) / GIB:.2f} to {max(writers) / GIB:.2f} GiB on {len(writers)} writing rank(s)"
+        if writers else "  per rank: nothing written",
+        f"  per host: {min(size.host_bytes) / GIB:.2f} to {max(size.host_bytes) / GIB:.2f} GiB",
+    ]
+    if size.split_required:
+        lines.append(f"  a host writes under {ed.checkpoint_memory_ratio} x its memory: run write-only "
+                     "(checkpoint.num_checkpoints_read=0), drop caches, then read-only "
+                     "(checkpoint.num_checkpoints_write=0)")
+    else:
+        lines.append(f"  every host writes at least {ed.checkpoint_memory_ratio} x its memory: write and read "
+                     "may run as one")
+    if allowed:
+        lines.append("  process counts the rules allow: " + ", ".join(f"{k} {v}" for k, v in allowed.items()))
+    data = {"edition": ed.name, "model": workload.model.name, "ranks": world, "hosts": hosts,
+            "host_memory_bytes": memory, "rank_bytes": list(size.rank_bytes), "host_bytes": list(size.host_bytes),
+            "total_bytes": size.total_bytes, "split_required": size.split_required,
+            "allowed_processes": allowed}
+    return "\n".join(lines), data
