@@ -116,6 +116,14 @@ def _cmd_datasize(args) -> int:
                             edition=args.edition, ranks=args.ranks, as_json=args.json)
 
 
+def _cmd_mlperf_check(args) -> int:
+    from dldriver.mlperf.command import check_command
+
+    return check_command(args.config, args.overrides, runs=args.runs, hosts=args.hosts,
+                         accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
+                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
+
+
 def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hosts", type=int, default=1, help="client hosts (default 1)")
     p.add_argument("--accelerators-per-host", type=int, default=None,
@@ -194,6 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpointing: world size (default: the process count CLOSED requires)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_cmd_datasize)
+
+    p = sub.add_parser("mlperf", help="MLPerf Storage: judge a config or finished runs by the rules",
+                       description="MLPerf Storage mode. `check` gives CLOSED, OPEN or INVALID with each finding as "
+                                   "a rule id and a sentence.")
+    mlperf = p.add_subparsers(dest="mlperf_command", required=True, metavar="SUBCOMMAND")
+    p = mlperf.add_parser("check", help="CLOSED, OPEN or INVALID for a config and overrides, or for run folders",
+                          description="Compare a config and its overrides (or, with --runs, the configs the run "
+                                      "folders record) with the MLPerf workload file CONFIG, and check dataset "
+                                      "size, AU floor, run count and checkpoint process counts. Exit 0 for CLOSED "
+                                      "or OPEN, 3 for INVALID. dl-driver is not MLPerf's reference implementation.")
+    _add_config(p)
+    _add_mlperf_options(p)
+    p.add_argument("--runs", nargs="+", default=[], metavar="FOLDER",
+                   help="run folders (or folders holding them) to judge instead of the config")
+    p.add_argument("--drop-caches", action="store_true", help="the run will drop caches between checkpoint write and read")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.set_defaults(func=_cmd_mlperf_check)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",
                        description="Local servers bound to 127.0.0.1 with telemetry off. `start` prints the "

@@ -13,9 +13,11 @@ import time
 
 from dldriver.checkpoint import layout
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
+from dldriver.config.uri import checkpoint_uri
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
+from dldriver.mlperf.provenance import FILE as PROVENANCE_FILE, provenance
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -249,7 +251,10 @@ def _finish(workload, per_rank, start, output, quiet, scale) -> dict:
             "ranks": per_rank,
         })
     folder = output or workload.output.folder or "output"
-    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
+    record = provenance(workload, ranks=ranks, hosts=1, drop_caches=per_rank[0]["drop_caches"],
+                        storage_uri=checkpoint_uri(workload))
+    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank},
+                                 extra={PROVENANCE_FILE: record})
     if not quiet:
         m = result["metric"]
         print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"

@@ -170,9 +170,12 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         if comm.rank != 0:
             return None
         from dldriver.engine.report import build_report, print_summary, write_report
+        from dldriver.mlperf.provenance import write_provenance
 
         report = build_report(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
+        write_provenance(folder, workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
+                         drop_caches=spec.drop_caches, storage_uri=spec.dataset.uri)
         print_summary(report["summary"], spec.output)
         return report["summary"]
 

@@ -216,10 +216,12 @@ def staged_run_folder(out) -> Iterator[Path]:
 
 
 def write_run_folder(out, summary: dict, rank_outputs: dict[int, dict],
-                     rank_epoch_stats: dict[int, dict]) -> Path:
-    """Write a whole run folder atomically from rank 0's gathered results."""
+                     rank_epoch_stats: dict[int, dict], extra: Optional[dict[str, dict]] = None) -> Path:
+    """Write a whole run folder atomically from rank 0's gathered results (`extra`: more JSON files by name)."""
     with staged_run_folder(out) as folder:
         write_json(folder, "summary.json", summary)
+        for name, data in (extra or {}).items():
+            write_json(folder, name, data)
         for rank, data in rank_outputs.items():
             write_json(folder, f"{rank}_output.json", data)
         for rank, data in rank_epoch_stats.items():

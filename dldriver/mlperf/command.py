@@ -6,10 +6,12 @@ import shlex
 
 import psutil
 
-from dldriver.config import load_workload
+from dldriver.config import load_workload, resolved_dict
 from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, allowed_processes, checkpoint_size,
                                       workload_training_size)
+from dldriver.mlperf.folders import read_run, run_folders
 from dldriver.mlperf.rules import edition as edition_named
+from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
 def host_memory_bytes(gib: float | None) -> int:
@@ -93,3 +95,46 @@ def _checkpoint(workload, hosts, ranks, memory, ed):
             "total_bytes": size.total_bytes, "split_required": size.split_required,
             "allowed_processes": allowed}
     return "\n".join(lines), data
+
+
+DISCLAIMER = ("dl-driver is not MLPerf's reference implementation: CLOSED means these settings and results "
+              "satisfy the rules as dl-driver's tables hold them; a submission must come from mlpstorage")
+
+
+def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: int,
+                  accelerators_per_host: int | None, host_memory_gib: float | None, edition: str,
+                  drop_caches: bool, as_json: bool) -> int:
+    """The verdict on a config before it runs or, with `runs`, on those run folders. Exit 0 for CLOSED or
+    OPEN, 3 for INVALID."""
+    ed = edition_named(edition)
+    reference_workload = load_workload(config)
+    reference = resolved_dict(reference_workload)
+    if runs:
+        memory = host_memory_bytes(host_memory_gib) if host_memory_gib is not None else None
+        records = [read_run(folder, memory) for folder in run_folders(runs)]
+        workload = load_workload(config, overrides) if not records[0].config["workflow"]["train"] else None
+        findings = runs_findings(ed, reference, records, workload=workload)
+        subject = f"{len(records)} run(s) of {config}"
+    else:
+        workload = load_workload(config, overrides)
+        actual = resolved_dict(workload)
+        per_host = accelerators_per_host or _default_per_host(workload, hosts, ed)
+        findings = config_findings(ed, reference, actual, hosts=hosts, accelerators=hosts * per_host,
+                                   host_memory_bytes=host_memory_bytes(host_memory_gib), drop_caches=drop_caches,
+                                   workload=workload)
+        subject = f"{config} {' '.join(overrides)}".strip()
+    verdict = Verdict(ed.name, tuple(findings))
+    if as_json:
+        print(json.dumps(verdict.to_dict() | {"subject": subject, "note": DISCLAIMER}, indent=2))
+    else:
+        print(f"{verdict.division} by MLPerf Storage {ed.name} rules: {subject}")
+        for finding in verdict.findings:
+            print(f"  {finding.line()}")
+        print(f"  ({DISCLAIMER})")
+    return 3 if verdict.division == INVALID else 0
+
+
+def _default_per_host(workload, hosts: int, ed) -> int:
+    """Training: 1 accelerator per host; checkpointing: the CLOSED process count spread over the hosts."""
+    allowed = None if workload.workflow.train else allowed_processes(workload.model.name, ed)
+    return max(1, allowed["closed"] // hosts) if allowed else 1

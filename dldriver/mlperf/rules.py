@@ -118,6 +118,9 @@ V2_0 = Edition(
         Rule("checkpointClosedMpiProcesses",
              "CLOSED checkpointing runs llama3 8B, 70B, 405B and 1T on 8, 64, 512 and 1024 processes; "
              "subset mode on 8", f"{V2_GUIDE} §2.2.1, §2.2.2"),
+        Rule("checkpointClosedCheckpointParameters",
+             "CLOSED checkpointing allows changing only the checkpoint folder (and 10 or 0 checkpoints to "
+             "write or read, for a split run)", f"{V2_GUIDE} §2.2.5 Table 3"),
         Rule("checkpointDataSizeRatio",
              "when a client writes less than 3 x its memory, the checkpoint is written, the cache "
              "cleared, then read, as separate runs", f"{V2_GUIDE} §2.2.2"),
@@ -156,6 +159,9 @@ V3_0 = Edition(
              f"{V3_RULES} 4.6.1"),
         Rule("checkpointSubsetRunValidation", "a subset run must be llama3 8B on exactly 8 processes",
              f"{V3_RULES} 4.3.5"),
+        Rule("checkpointClosedCheckpointParameters",
+             "CLOSED checkpointing allows changing only checkpoint.checkpoint_folder (and 10 or 0 checkpoints "
+             "to write or read, for a split run)", f"{V3_RULES} 4.6.3, 4.6 Table 3"),
         Rule("checkpointDataSizeRatio",
              "when a client writes less than 3 x its memory, its cache must be cleared between the write "
              "and the read phase", f"{V3_RULES} 4.3.1, 4.7.1"),
