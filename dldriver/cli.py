@@ -124,6 +124,12 @@ def _cmd_mlperf_check(args) -> int:
                          edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
 
 
+def _cmd_mlperf_search_round(args) -> int:
+    from dldriver.mlperf.command import search_round_command
+
+    return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out)
+
+
 def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hosts", type=int, default=1, help="client hosts (default 1)")
     p.add_argument("--accelerators-per-host", type=int, default=None,
@@ -219,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-caches", action="store_true", help="the run will drop caches between checkpoint write and read")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(func=_cmd_mlperf_check)
+    p = mlperf.add_parser("search-round", help="one round of the accelerator search, from the runs so far",
+                          description="Group run folders by accelerators per host, judge each count by the "
+                                      "AU floor, and write the next counts to run (none when done) and the "
+                                      "result sentence as JSON. The workflow's rules/mlperf.smk calls it.")
+    p.add_argument("cells", nargs="+", help="run folders (or their summary.json) of every count tried so far")
+    p.add_argument("--sweep", type=int, nargs="+", required=True, help="the counts per host tried first")
+    p.add_argument("--runs", type=int, default=5, help="measured runs a count needs (default 5)")
+    p.add_argument("--edition", default="v2.0", help="rules edition (AU floors, warm-up runs)")
+    p.add_argument("--out", required=True, help="the round's JSON file")
+    p.set_defaults(func=_cmd_mlperf_search_round)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",
                        description="Local servers bound to 127.0.0.1 with telemetry off. `start` prints the "

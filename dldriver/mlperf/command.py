@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 import psutil
 
 from dldriver.config import load_workload, resolved_dict
+from dldriver.errors import DlDriverError
 from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, allowed_processes, checkpoint_size,
                                       workload_training_size)
 from dldriver.mlperf.folders import read_run, run_folders
 from dldriver.mlperf.rules import edition as edition_named
+from dldriver.mlperf.search import count_result, next_counts, search_result
 from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
@@ -138,3 +141,34 @@ def _default_per_host(workload, hosts: int, ed) -> int:
     """Training: 1 accelerator per host; checkpointing: the CLOSED process count spread over the hosts."""
     allowed = None if workload.workflow.train else allowed_processes(workload.model.name, ed)
     return max(1, allowed["closed"] // hosts) if allowed else 1
+
+
+def search_round_command(cells: list[str], *, sweep: list[int], runs: int, edition: str, out: str) -> int:
+    """One round of the accelerator search from the run folders of the counts tried so far (each
+    `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON."""
+    ed = edition_named(edition)
+    by_count: dict[int, list] = {}
+    for folder in run_folders([Path(c).parent if c.endswith(".json") else c for c in cells]):
+        record = read_run(folder)
+        by_count.setdefault(record.accelerators // record.hosts, []).append(record)
+    if not by_count:
+        raise DlDriverError("search-round: no run folders given")
+    first = next(iter(by_count.values()))[0]
+    model = first.config["model"]["name"]
+    floor = ed.au_floor.get(model, first.config["metric"]["au"])
+    results = {}
+    for count, records in sorted(by_count.items()):
+        measured = sorted(records, key=lambda r: r.start)[ed.warmup_runs:]
+        results[count] = count_result(count, [r.au_percentage or 0.0 for r in measured], floor, runs)
+    outcome = search_result(results, hosts=first.hosts)
+    data = {"model": model, "storage": first.dataset, "floor_percentage": 100 * floor, "sweep": sweep,
+            "results": {str(c): {"au_percentages": list(r.au_percentages), "au_mean": r.au_mean,
+                                 "passed": r.passed} for c, r in results.items()},
+            "next": next_counts(sweep, results),
+            "best_per_host": outcome.best.count if outcome.best else 0,
+            "first_fail_per_host": outcome.first_fail.count if outcome.first_fail else None,
+            "hosts": first.hosts,
+            "sentence": outcome.sentence(model, first.dataset)}
+    Path(out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(data["sentence"] if not data["next"] else f"next counts: {data['next']}")
+    return 0

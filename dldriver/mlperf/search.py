@@ -71,7 +71,7 @@ class SearchResult:
         b = self.best
         total = f", {b.count * self.hosts} in total over {self.hosts} hosts" if self.hosts > 1 else ""
         text = (f"{head}{b.count} accelerator{'s' if b.count > 1 else ''} per host{total} "
-                f"(AU {b.au_mean:.1f} % over {len(b.au_percentages)} runs)")
+                f"(AU {b.au_mean:.1f} % over {len(b.au_percentages)} run{'s' if len(b.au_percentages) != 1 else ''})")
         if self.first_fail is None:
             return text + "; no count tried fails"
         return text + f"; {self.first_fail.count} fail ({self.first_fail.au_mean:.1f} %)"
