@@ -127,7 +127,8 @@ def _cmd_mlperf_check(args) -> int:
 def _cmd_mlperf_search_round(args) -> int:
     from dldriver.mlperf.command import search_round_command
 
-    return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out)
+    return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out,
+                                workload=args.workload)
 
 
 def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5, help="measured runs a count needs (default 5)")
     p.add_argument("--edition", default="v2.0", help="rules edition (AU floors, warm-up runs)")
     p.add_argument("--out", required=True, help="the round's JSON file")
+    p.add_argument("--workload", default=None, help="the matrix's name for the workload (default: model.name)")
     p.set_defaults(func=_cmd_mlperf_search_round)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",

@@ -79,6 +79,7 @@ checkpoint mlperf_round:
         sweep=lambda wc: " ".join(str(n) for n in _search(wc)["sweep"]),
         runs=lambda wc: _search(wc).get("runs", 5),
         edition=lambda wc: _search(wc).get("edition", "v2.0"),
+        workload=lambda wc: _search(wc)["workload"],
     log:
         f"{LOGS}/mlperf/{{search}}/round{{round}}.log",
     conda:
@@ -90,7 +91,7 @@ checkpoint mlperf_round:
     localrule: True
     shell:
         "dldriver mlperf search-round {input.cells} --sweep {params.sweep} --runs {params.runs}"
-        " --edition {params.edition} --out {output} > {log} 2>&1"
+        " --edition {params.edition} --workload {params.workload} --out {output} > {log} 2>&1"
 
 
 rule mlperf_search:

@@ -1,4 +1,5 @@
-"""The accelerator search through the Snakemake workflow: sweep, refinement rounds, result, resume.
+"""The accelerator search through the Snakemake workflow: sweep, refinement rounds, result, resume, and
+the report that opens with its figure (checked in headless Chromium).
 
 The tiny unet3d reads 4 MiB samples against 10 ms of compute per step: one rank keeps up easily, eight
 ranks on this 2-core machine cannot (their reads need about four cores). Where between them AU drops
@@ -8,9 +9,13 @@ the search's arithmetic makes of the AU they measured, not one fixed count.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import yaml
 
+from dldriver.cli import main
 from dldriver.mlperf.search import count_result, next_counts
 from test_workflow import job_counts, snakemake, tiny_config
 
@@ -65,3 +70,29 @@ def test_search_end_to_end_and_resume(tmp_path):
     counts = job_counts(again.stdout + again.stderr)
     assert (counts.get("mlperf_run"), counts.get("mlperf_round")) == (1, 1) and "mlperf_generate" not in counts
     assert (search / "search.json").is_file()
+
+    # The report opens with the per-workload headline (the search's figure) and keeps the full table.
+    matrix = search.parent
+    assert main(["aggregate", str(matrix)]) == 0
+    page = (matrix / "report" / "report.html").read_text()
+    assert page.index("<h2>Per workload</h2>") < page.index("<h2>Every cell (mean over repetitions)</h2>")
+    figure = json.loads((search / "search.json").read_text())["sentence"].split(": ", 1)[1]
+    assert f'<td class="">unet3d</td><td class="">{figure}</td>' in page
+    assert "<th>Accelerators the storage feeds</th>" in page and "<th>Samples/s</th>" in page
+    rendered = render(matrix / "report" / "report.html", tmp_path)
+    assert rendered["tables"] >= 2 and rendered["images"] >= 1 and rendered["screenshot_bytes"] > 10_000
+
+
+def render(page: Path, tmp_path: Path) -> dict:
+    """Open the page in headless Chromium: the DOM it built (tables, images) and a screenshot."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed (make test installs the chromium package)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,3000", page.as_uri()],
+                   capture_output=True, timeout=120)
+    return {"tables": dom.count("<table"), "images": dom.count('<img alt="'),
+            "screenshot_bytes": shot.stat().st_size if shot.exists() else 0}

@@ -143,7 +143,8 @@ def _default_per_host(workload, hosts: int, ed) -> int:
     return max(1, allowed["closed"] // hosts) if allowed else 1
 
 
-def search_round_command(cells: list[str], *, sweep: list[int], runs: int, edition: str, out: str) -> int:
+def search_round_command(cells: list[str], *, sweep: list[int], runs: int, edition: str, out: str,
+                         workload: str | None = None) -> int:
     """One round of the accelerator search from the run folders of the counts tried so far (each
     `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON."""
     ed = edition_named(edition)
@@ -161,7 +162,7 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
         measured = sorted(records, key=lambda r: r.start)[ed.warmup_runs:]
         results[count] = count_result(count, [r.au_percentage or 0.0 for r in measured], floor, runs)
     outcome = search_result(results, hosts=first.hosts)
-    data = {"model": model, "storage": first.dataset, "floor_percentage": 100 * floor, "sweep": sweep,
+    data = {"workload": workload or model, "model": model, "storage": first.dataset, "floor_percentage": 100 * floor, "sweep": sweep,
             "results": {str(c): {"au_percentages": list(r.au_percentages), "au_mean": r.au_mean,
                                  "passed": r.passed} for c, r in results.items()},
             "next": next_counts(sweep, results),
