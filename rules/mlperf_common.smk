@@ -74,3 +74,21 @@ def final_round(wildcards):
 
 def search_results():
     return [f"{SEARCH_OUT[name]}/search.json" for name in SEARCHES]
+
+
+def _check_searches(cfg):
+    """A search names a training workload, a loader and a backend of the config: the schema cannot check it."""
+    problems = []
+    for name, s in (cfg.get("searches") or {}).items():
+        for key, known in (("workload", cfg["workloads"]), ("loader", cfg["loaders"]), ("backend", cfg["backends"])):
+            if s[key] not in known:
+                problems.append(f"searches.{name}.{key}: unknown {key} {s[key]!r} (known: {', '.join(known)})")
+        wl = cfg["workloads"].get(s["workload"], {})
+        if wl.get("mode", "train") != "train":
+            problems.append(f"searches.{name}.workload: {s['workload']!r} is a checkpoint workload; "
+                            "the search needs a training one")
+    if problems:
+        raise ValueError("config:\n  {}".format("\n  ".join(problems)))
+
+
+_check_searches(config)

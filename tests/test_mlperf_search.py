@@ -59,3 +59,13 @@ def test_result_sentences():
     none, _ = storage_that_holds(0)
     assert search_result(none).sentence("cosmoflow", "file:///d") == \
         "cosmoflow on file:///d: no count passes; 1 per host already fails (AU 80.0 %)"
+
+
+def test_search_round_names_a_missing_folder(tmp_path, capsys):
+    from dldriver.cli import main
+
+    assert main(["mlperf", "search-round", str(tmp_path / "nothing"), "--sweep", "1", "2",
+                 "--out", str(tmp_path / "round0.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'nothing'}: not a run folder (no summary.json) nor a folder holding run folders"
+    assert not (tmp_path / "round0.json").exists()

@@ -35,6 +35,16 @@ def search_config(tmp_path):
     return config, out / "search_tiny"
 
 
+def test_a_search_naming_an_unknown_loader_is_rejected(tmp_path):
+    config, _ = search_config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["searches"]["tiny"]["loader"] = "pytroch"
+    config.write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", str(config))
+    assert r.returncode != 0
+    assert "searches.tiny.loader: unknown loader 'pytroch' (known: native)" in r.stdout + r.stderr
+
+
 def test_search_end_to_end_and_resume(tmp_path):
     config, search = search_config(tmp_path)
     target = str(search / "search.json")
