@@ -2,18 +2,27 @@
 
 Each subcommand imports its module lazily (so `dldriver validate` never loads a framework) and calls one
 function there. Any DlDriverError becomes one line on stderr and its exit code; no user error ends in a
-traceback.
+traceback. Every line printed for an error has its credentials masked (dldriver.redact).
 """
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import traceback
 
 from dldriver.errors import DlDriverError
+from dldriver.redact import redact_text
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
                  "workload.train.epochs=2) or the short form (dataset.num_files_train=8)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with credentials masked in its messages (it echoes the arguments it refuses)."""
+
+    def error(self, message):
+        super().error(redact_text(message))
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -153,7 +162,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dldriver",
         description="dl-driver: a deep-learning I/O benchmark that reads DLIO workload configs, generates "
                     "datasets, emulates training and checkpointing, and reports DLIO's metrics.")
@@ -260,14 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Options and positionals in any order, as users type them (`run CFG -o DIR train.epochs=1`):
+    argparse takes the overrides before the first option; those after it join them, in order."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return args.func(args)
     except DlDriverError as err:
         for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {redact_text(line)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -275,6 +295,9 @@ def main(argv=None) -> int:
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except Exception:  # a bug: its traceback is for the report, with any credential in it masked
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

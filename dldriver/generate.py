@@ -37,6 +37,7 @@ from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.heap import keep_freed_buffers
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest, size_problem)
+from dldriver.outputs import check_dataset_folder
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
 
@@ -296,6 +297,7 @@ def _record(events, entries: dict, bar, save_partial) -> None:
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     uri, options = dataset_uri(workload), storage_options(workload)
+    check_dataset_folder(uri)
     get_format(workload.dataset.format)  # an unknown format fails before any work starts
     warm_random()  # once here, not in every forked worker before its first file
     storage = open_storage(uri, options)

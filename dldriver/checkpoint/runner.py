@@ -18,6 +18,7 @@ from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
 from dldriver.mlperf.provenance import FILE as PROVENANCE_FILE, provenance
+from dldriver.outputs import check_checkpoint_folder, check_run_folder
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -216,6 +217,8 @@ def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, qu
 
     layout.checkpoint_layout(workload, world_size(ranks), scale)  # fail on bad parallelism before any rank starts
     _counts(workload)
+    check_run_folder(output or workload.output.folder or "output")
+    check_checkpoint_folder(checkpoint_uri(workload))
     start = time.time()
 
     def rank_main(comm):

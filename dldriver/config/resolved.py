@@ -6,11 +6,13 @@ import json
 from dataclasses import fields, is_dataclass
 
 from dldriver.config.timespec import TimeSpec
+from dldriver.redact import redact
 
 
 def resolved_dict(workload) -> dict:
-    """Every key of the workload with its value (defaults filled); time values as their to_dict()."""
-    return _plain(workload)
+    """Every key of the workload with its value (defaults filled); time values as their to_dict();
+    credentials masked (dldriver.redact), as every output that echoes the config needs them."""
+    return redact(_plain(workload))
 
 
 def config_hash(workload) -> str:

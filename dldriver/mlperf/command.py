@@ -9,6 +9,7 @@ import psutil
 
 from dldriver.config import load_workload, resolved_dict
 from dldriver.errors import DlDriverError
+from dldriver.redact import redact
 from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, allowed_processes, checkpoint_size,
                                       workload_training_size)
 from dldriver.mlperf.folders import read_run, run_folders
@@ -111,7 +112,7 @@ def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: 
     OPEN, 3 for INVALID."""
     ed = edition_named(edition)
     reference_workload = load_workload(config)
-    reference = resolved_dict(reference_workload)
+    reference = redact(resolved_dict(reference_workload))
     if runs:
         memory = host_memory_bytes(host_memory_gib) if host_memory_gib is not None else None
         records = [read_run(folder, memory) for folder in run_folders(runs)]
@@ -120,7 +121,7 @@ def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: 
         subject = f"{len(records)} run(s) of {config}"
     else:
         workload = load_workload(config, overrides)
-        actual = resolved_dict(workload)
+        actual = redact(resolved_dict(workload))
         per_host = accelerators_per_host or _default_per_host(workload, hosts, ed)
         findings = config_findings(ed, reference, actual, hosts=hosts, accelerators=hosts * per_host,
                                    host_memory_bytes=host_memory_bytes(host_memory_gib), drop_caches=drop_caches,

@@ -1,10 +1,10 @@
 """provenance.json: what a later rules check needs to know about one run, written into its run folder.
 
 dl-driver's version and git commit; Python, numpy, the framework and the storage SDK's versions; the host
-(CPU, memory, hostname); the launcher; the resolved config, where it was read from, and a hash over its
-rule-relevant keys (every key but the site tunables MLPerf lets CLOSED change and where results go, so
-that two runs of one workload hash alike wherever they ran, as mlpstorage's core-config hash does); and
-whether caches were dropped. A value that cannot be found is the string "unknown".
+(CPU, memory, hostname); the launcher; the resolved config (credentials masked by dldriver.redact), where
+it was read from, and a hash over its rule-relevant keys (every key but the site tunables MLPerf lets
+CLOSED change and where results go, so that two runs of one workload hash alike wherever they ran, as
+mlpstorage's core-config hash does); and whether caches were dropped. A value that cannot be found is the string "unknown".
 """
 from __future__ import annotations
 
@@ -12,20 +12,19 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 from dldriver.metrics.system import host_info
 from dldriver.mlperf.rules import CHECKPOINT_CLOSED_OVERRIDES, EDITIONS
+from dldriver.redact import redact
 
 SCHEMA = "dldriver-run-provenance/1"
 FILE = "provenance.json"
 # The framework distribution each loader runs on, and the SDK each storage scheme talks through.
 FRAMEWORKS = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 SDKS = {"s3": "boto3", "az": "azure-storage-blob"}
-SECRET_OPTION = re.compile(r"secret|key|token|password|credential|connection|sas", re.IGNORECASE)
 SITE_TUNABLES = frozenset().union(*(e.closed_overrides for e in EDITIONS.values()), CHECKPOINT_CLOSED_OVERRIDES)
 
 
@@ -91,7 +90,7 @@ def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: st
     """The provenance record of one run (pure but for reading this host and the installed versions)."""
     from dldriver.config import resolved_dict
 
-    config = _without_secrets(resolved_dict(workload))
+    config = redact(resolved_dict(workload))
     host = host_info()
     framework = FRAMEWORKS.get(workload.reader.data_loader if workload.workflow.train else workload.framework)
     scheme = storage_uri.split("://", 1)[0]
@@ -112,15 +111,6 @@ def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: st
         "storage_uri": storage_uri,
         "workload": {"source": workload.source, "config": config, "rule_config_hash": rule_config_hash(config)},
     }
-
-
-def _without_secrets(config: dict) -> dict:
-    """storage.storage_options may carry credentials (DLIO's form): their values never reach a file."""
-    options = (config.get("storage") or {}).get("storage_options")
-    if not isinstance(options, dict):
-        return config
-    clean = {k: ("<redacted>" if SECRET_OPTION.search(str(k)) else v) for k, v in options.items()}
-    return config | {"storage": config["storage"] | {"storage_options": clean}}
 
 
 def write_provenance(folder, workload, *, ranks: int, hosts: int, drop_caches, storage_uri: str) -> None:
