@@ -11,7 +11,7 @@ import signal
 import sys
 import traceback
 
-from dldriver.errors import DlDriverError
+from dldriver.errors import ConfigError, DlDriverError
 from dldriver.redact import redact_text
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
@@ -28,21 +28,27 @@ class Parser(argparse.ArgumentParser):
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
+    p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
+                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
     """The smallest world size a workload's model parallelism allows (tensor x pipeline)."""
-    parallelism = workload.model.parallelism
-    return max(1, parallelism.tensor * parallelism.pipeline)
+    return max(1, workload.model.parallelism.model_parallel)
 
 
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
+    from dldriver.config.profiles import apply_profile
     from dldriver.config.report import render_validation
 
-    workload = load_workload(args.config, args.overrides)
+    if args.ranks is not None and args.ranks < 1:
+        raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     ranks = args.ranks or minimum_ranks(workload)
-    plan = derive_plan(workload, ranks=ranks)
+    # The plan is the run's: the loader's profile applied (the config and profiles print as written).
+    plan = derive_plan(apply_profile(workload), ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
     return 0
 
@@ -62,7 +68,7 @@ def _cmd_generate(args) -> int:
     from dldriver.generate import generate_dataset
     from dldriver.heap import keep_freed_buffers
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     keep_freed_buffers()
     signal.signal(signal.SIGTERM, _raise_terminated)
     generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
@@ -73,7 +79,7 @@ def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import verify_dataset
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -88,19 +94,39 @@ def _cmd_run(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, args.overrides)
+    from dldriver.heap import keep_freed_buffers
+
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
+    keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
-                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0
+
+
+def _cell(text: str | None) -> dict | None:
+    """--cell workload=a,loader=b,... as a dict; ConfigError naming a part that is not KEY=VALUE."""
+    from dldriver.errors import ConfigError
+
+    if text is None:
+        return None
+    parts = [p.partition("=") for p in text.split(",")]
+    bad = [k for k, eq, v in parts if not (k and eq and v)]
+    if bad:
+        raise ConfigError(f"--cell: {text!r} is not KEY=VALUE,... (at {bad[0]!r})")
+    return {k: v for k, _, v in parts}
 
 
 def _cmd_checkpoint(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"])
+    from dldriver.heap import keep_freed_buffers
+
+    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"],
+                             dlio_defaults=args.dlio_defaults)
+    keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
-                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0
 
 
@@ -115,6 +141,28 @@ def _cmd_aggregate(args) -> int:
 
     return aggregate_command(results=args.results, out=args.out, baseline=args.baseline,
                              tolerance=args.tolerance, save_baseline=args.save_baseline)
+
+
+def _cmd_version(args) -> int:
+    import json
+
+    from dldriver.version import version_info
+
+    info = version_info()
+    print(json.dumps(info) if args.json else f"dldriver {info['version']} (generator {info['generator_version']}, "
+                                              f"commit {info['git_commit'] or 'unknown'})")
+    return 0
+
+
+def _cmd_manifest(args) -> int:
+    import json
+
+    from dldriver.config import load_workload
+    from dldriver.generate import dataset_manifest
+
+    manifest = dataset_manifest(load_workload(args.config, args.overrides))
+    print(json.dumps(manifest, indent=1))
+    return 0
 
 
 def _cmd_datasize(args) -> int:
@@ -159,6 +207,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-scale", type=float, default=1.0,
                    help="shrink every checkpoint tensor by this factor (e.g. 0.001) keeping all files and names")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--cell", default=None, metavar="KEY=VALUE,...",
+                   help="this run's place in a matrix (workload=...,loader=...,backend=...,ranks=N,rep=K), "
+                        "recorded in summary.json for `dldriver aggregate`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--quick", action="store_true", help="check names and sizes only, not checksums")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("manifest", help="print the manifest of the workload's dataset (JSON)",
+                       description="Print manifest.json of the dataset at dataset.data_folder, checked; exit "
+                                   "non-zero when there is none or it is damaged.")
+    _add_config(p)
+    p.set_defaults(func=_cmd_manifest)
 
     p = sub.add_parser("run", help="emulate training (and checkpoints) and write DLIO-compatible results",
                        description="Read the dataset with the configured loader (reader.data_loader) while an "
@@ -255,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=None,
                    help="folder for the servers' data, logs and pid files (default: $DLDRIVER_SERVICES_DIR or .services)")
     p.set_defaults(func=_cmd_services)
+
+    p = sub.add_parser("version", help="print dl-driver's version, generator version and git commit",
+                       description="The release, the version of the bytes `generate` writes (a new one "
+                                   "regenerates datasets) and the git commit of the source, if any.")
+    p.add_argument("--json", action="store_true", help="as a JSON object")
+    p.set_defaults(func=_cmd_version)
 
     p = sub.add_parser("aggregate", help="combine a matrix's runs into tables, plots and release verdicts",
                        description="Collect every summary.json under RESULTS into runs.csv/parquet, per-cell "

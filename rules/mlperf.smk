@@ -24,7 +24,6 @@ rule mlperf_generate:
     output:
         f"{OUT}/search_{{search}}/dataset.json",
     params:
-        script=f"{SCRIPTS}/manifest.py",
         overrides=search_data_args,
         env=search_env,
         generator_version=GENERATOR_VERSION,
@@ -39,7 +38,7 @@ rule mlperf_generate:
     shell:
         "({params.env}; "
         " dldriver generate {input.workload} {params.overrides} --processes {threads} --quiet"
-        " && python {params.script} {input.workload} {params.overrides} > {output}"
+        " && dldriver manifest {input.workload} {params.overrides} > {output}"
         ") > {log} 2>&1"
 
 

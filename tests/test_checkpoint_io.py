@@ -8,6 +8,7 @@ import pytest
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.checkpoint.stream import ChunkSource, read_files, write_files
 from dldriver.config.model import Parallelism, Transformer, Workload
+from dldriver.config.uri import checkpoint_uri, storage_options
 from dldriver.errors import CheckpointError
 from dldriver.storage import open_storage
 
@@ -22,13 +23,18 @@ def small_llama(folder, tp=2, pp=2, zero=1, framework="pytorch"):
     return w
 
 
+def store(w):
+    """The storage the run driver hands a Checkpointer: the workload's checkpoint folder."""
+    return open_storage(checkpoint_uri(w), storage_options(w))
+
+
 def roundtrip(folder, framework, world=8, scale=1.0, fsync=False):
     """Every rank writes then reads back (and checks the bytes of) checkpoint global_epoch1_step1."""
     w = small_llama(folder, framework=framework)
     w.checkpoint.fsync = fsync
     written = []
     for rank in range(world):
-        ck = Checkpointer(w, rank, world, scale, chunk_bytes=64 * 1024)
+        ck = Checkpointer(w, rank, world, store(w), scale, chunk_bytes=64 * 1024)
         saved = ck.save(1, 1)
         loaded = ck.load(1, 1, verify=True)
         assert saved["bytes"] == loaded["bytes"] == sum(n for _, n in ck.files)
@@ -85,7 +91,7 @@ def test_content_is_what_was_written(tmp_path):
 
 def test_reading_a_never_written_checkpoint_names_it(tmp_path):
     w = small_llama(str(tmp_path / "ckpt"))
-    ck = Checkpointer(w, 0, 8)
+    ck = Checkpointer(w, 0, 8, store(w))
     with pytest.raises(CheckpointError, match=r"global_epoch1_step7 was never written: .*_model_states.pt is missing"):
         ck.load(1, 7)
 
@@ -97,6 +103,31 @@ def test_wrong_size_is_an_error(tmp_path):
         read_files(storage, "c", [("x.pt", 6)])
 
 
+@pytest.mark.parametrize("store", ["s3", "azure"])
+def test_object_store_reads_check_sizes_and_name_missing_files(request, store):
+    # Small files come whole in one GET (no HEAD first), large ones by ranges after a HEAD: both paths
+    # still refuse a wrong size and name a file that was never written.
+    storage = open_storage(request.getfixturevalue({"s3": "s3_uri", "azure": "az_uri"}[store]))
+    storage.put("c/small.pt", b"12345")
+    storage.put("c/large.pt", bytes(9 << 20))
+    with pytest.raises(CheckpointError, match="c/small.pt holds 5 bytes, the layout says 6"):
+        read_files(storage, "c", [("small.pt", 6)])
+    with pytest.raises(CheckpointError, match="c/large.pt holds 9437184 bytes, the layout says 9437185"):
+        read_files(storage, "c", [("large.pt", (9 << 20) + 1)])
+    with pytest.raises(CheckpointError, match="c was never written: c/gone.pt is missing"):
+        read_files(storage, "c", [("small.pt", 5), ("gone.pt", 5)])
+    assert read_files(storage, "c", [("small.pt", 5), ("large.pt", 9 << 20)]) == 5 + (9 << 20)
+
+
+@pytest.mark.parametrize("store", ["s3", "azure"])
+def test_object_store_checkpoint_of_many_small_and_large_files_reads_back_what_was_written(request, store):
+    storage = open_storage(request.getfixturevalue({"s3": "s3_uri", "azure": "az_uri"}[store]), threads=4)
+    source = ChunkSource(True, seed=3, chunk_bytes=4 << 20)
+    files = [(f"small{i}.pt", 1000 + i) for i in range(6)] + [("large.pt", (17 << 20) + 3)]
+    assert write_files(storage, "f", files, source, fsync=False) == sum(n for _, n in files)
+    assert read_files(storage, "f", files, 4 << 20, verify=source) == sum(n for _, n in files)
+
+
 def test_scaled_llama_70b_writes_and_reads_all_its_files(tmp_path):
     from tests.test_checkpoint_layout import llama_70b
 
@@ -104,7 +135,7 @@ def test_scaled_llama_70b_writes_and_reads_all_its_files(tmp_path):
     w.checkpoint.checkpoint_folder = str(tmp_path / "ckpt")
     lay = checkpoint_layout(w, 64, scale=2e-5)
     for rank in range(64):
-        ck = Checkpointer(w, rank, 64, scale=2e-5, chunk_bytes=1 << 20)
+        ck = Checkpointer(w, rank, 64, store(w), scale=2e-5, chunk_bytes=1 << 20)
         ck.save(1, 1)
         ck.load(1, 1)
     on_disk = sorted(p.name for p in (tmp_path / "ckpt" / "global_epoch1_step1").iterdir())
@@ -116,12 +147,14 @@ MEMORY_SCRIPT = """
 import json, resource, sys
 from dldriver.checkpoint import Checkpointer
 from dldriver.config.model import Workload
+from dldriver.config.uri import checkpoint_uri, storage_options
+from dldriver.storage import open_storage
 w = Workload()
 w.framework = "pytorch"
 w.model.model_size_bytes = 300 * 1024 * 1024
 w.checkpoint.checkpoint_folder = sys.argv[1]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-ck = Checkpointer(w, 0, 1)
+ck = Checkpointer(w, 0, 1, open_storage(checkpoint_uri(w)))
 ck.save(1, 1)
 ck.load(1, 1)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -143,13 +176,13 @@ def test_recovery_rank_shift_reads_what_the_next_host_wrote(tmp_path):
     rank r + 4 wrote, checked byte for byte against that rank's data; on one host nothing moves."""
     w = small_llama(str(tmp_path / "ckpt"))
     w.checkpoint.recovery_rank_shift = True
-    ranks = [Checkpointer(w, rank, 8, chunk_bytes=64 * 1024, ranks_per_host=4) for rank in range(8)]
+    ranks = [Checkpointer(w, rank, 8, store(w), chunk_bytes=64 * 1024, ranks_per_host=4) for rank in range(8)]
     for ck in ranks:
         ck.save(1, 1)
     for ck in ranks:
         other = (ck.rank + 4) % 8
         assert ck.load_rank == other
         assert ck.load(1, 1, verify=True)["bytes"] == sum(n for _, n in ranks[other].files)
-    assert Checkpointer(w, 3, 8, ranks_per_host=8).load_rank == 3
+    assert Checkpointer(w, 3, 8, store(w), ranks_per_host=8).load_rank == 3
     w.checkpoint.recovery_rank_shift = False
-    assert Checkpointer(w, 3, 8, ranks_per_host=4).load_rank == 3
+    assert Checkpointer(w, 3, 8, store(w), ranks_per_host=4).load_rank == 3

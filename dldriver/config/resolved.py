@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+import yaml
 
 from dldriver.config.timespec import TimeSpec
 from dldriver.redact import redact
@@ -19,6 +22,17 @@ def config_hash(workload) -> str:
     """16 hex characters of the sha256 of the canonical (sorted, compact) JSON of resolved_dict."""
     text = json.dumps(resolved_dict(workload), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_resolved_config(folder, workload) -> None:
+    """`<folder>/<output_subdir>/config.yaml`, the resolved config where Hydra writes DLIO's (the folder named
+    by `++hydra.output_subdir`, as mlpstorage passes it); nothing when no subfolder was named."""
+    if not workload.output_subdir:
+        return
+    target = Path(folder) / workload.output_subdir
+    target.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"workload": resolved_dict(workload)}, sort_keys=False)
+    (target / "config.yaml").write_text(text, encoding="utf-8")
 
 
 def _plain(value):
