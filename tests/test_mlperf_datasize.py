@@ -10,7 +10,7 @@ from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, RULE_STEPS, allowed_proc
                                       workload_training_size)
 from dldriver.mlperf.rules import V2_0, V3_0
 
-W = "configs/workloads/"
+W = "configs/workloads/mlperf/"
 
 
 def size(name, hosts, per_host, gib, edition=V2_0):
@@ -61,7 +61,7 @@ def test_datasize_cli_prints_the_generate_command_and_fragment(capsys):
                  "--accelerators-per-host", "16", "--host-memory-gib", "64"]) == 0
     out = capsys.readouterr().out
     assert "num_files_train: 121477 (the host memory rule sets it)" in out
-    assert ("dldriver generate configs/workloads/cosmoflow_h100.yaml reader.read_threads=8 "
+    assert ("dldriver generate configs/workloads/mlperf/cosmoflow_h100.yaml reader.read_threads=8 "
             "dataset.num_files_train=121477 dataset.num_subfolders_train=12") in out
     assert "        - dataset.num_subfolders_train=12" in out
 
@@ -95,10 +95,10 @@ def _llama8b_rank_bytes() -> int:
 # 8B 105 GB, 70B 912 GB, 405B 5.29 TB (read as 5290 GiB). Its 1T figure, 18 TB, is mlpstorage's
 # LLM_SIZE_BY_RANK 2571 + 15426, whose "optimizer" 15426 GiB is the whole checkpoint the layout sizes.
 @pytest.mark.parametrize("name, world, total_gib, distinct_rank_sizes", [
-    ("llama_8b_zero3.yaml", 8, 105, 1),
-    ("llama_70b_zero3.yaml", 64, 911, 1),
-    ("llama_405b.yaml", 512, 5292, 5),
-    ("llama_1t.yaml", 1024, 15427, 4),
+    ("llama3_8b.yaml", 8, 105, 1),
+    ("llama3_70b.yaml", 64, 911, 1),
+    ("llama3_405b.yaml", 512, 5292, 5),
+    ("llama3_1t.yaml", 1024, 15427, 4),
 ])
 def test_llama3_checkpoint_sizes(name, world, total_gib, distinct_rank_sizes):
     result = checkpoint_size(load_workload(W + name), world_size=world, hosts=world // 8,
@@ -109,7 +109,7 @@ def test_llama3_checkpoint_sizes(name, world, total_gib, distinct_rank_sizes):
 
 
 def test_llama3_8b_per_rank_by_hand_and_the_3x_rule():
-    w = load_workload(W + "llama_8b_zero3.yaml")
+    w = load_workload(W + "llama3_8b.yaml")
     one_host = checkpoint_size(w, world_size=8, hosts=1, host_memory_bytes=64 * GIB, edition=V2_0)
     assert one_host.rank_bytes == (_llama8b_rank_bytes(),) * 8 == (14053202944,) * 8
     assert one_host.split_required             # 104.7 GiB < 3 x 64 GiB: write, flush, read

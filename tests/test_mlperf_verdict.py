@@ -29,14 +29,14 @@ def rules(v: Verdict, division=None) -> set[str]:
 
 
 def test_closed_config():
-    v = verdict(W + "unet3d_a100.yaml", ["dataset.num_files_train=56000", "reader.read_threads=8",
+    v = verdict(W + "mlperf/unet3d_a100.yaml", ["dataset.num_files_train=56000", "reader.read_threads=8",
                                         "dataset.data_folder=/mnt/unet3d"])
     assert v.division == CLOSED
     assert rules(v) == {"trainingClosedSubmissionParameters"}
 
 
 def test_open_only_override():
-    v = verdict(W + "unet3d_a100.yaml", ["dataset.num_files_train=56000", "reader.data_loader=native"])
+    v = verdict(W + "mlperf/unet3d_a100.yaml", ["dataset.num_files_train=56000", "reader.data_loader=native"])
     assert v.division == OPEN
     assert rules(v, OPEN) == {"trainingOpenSubmissionParameters"}
     assert any("reader.data_loader = 'native' (the file says 'pytorch') is allowed in OPEN only" in f.sentence
@@ -44,7 +44,7 @@ def test_open_only_override():
 
 
 def test_forbidden_override():
-    v = verdict(W + "unet3d_a100.yaml", ["dataset.num_files_train=56000", "train.computation_time=0.1"])
+    v = verdict(W + "mlperf/unet3d_a100.yaml", ["dataset.num_files_train=56000", "train.computation_time=0.1"])
     assert v.division == INVALID
     assert rules(v, INVALID) == {"trainingClosedSubmissionParameters"}
     [sentence] = [f.sentence for f in v.findings if f.division == INVALID]
@@ -53,7 +53,7 @@ def test_forbidden_override():
 
 
 def test_too_few_files():
-    v = verdict(W + "unet3d_a100.yaml", ["dataset.num_files_train=55999"])
+    v = verdict(W + "mlperf/unet3d_a100.yaml", ["dataset.num_files_train=55999"])
     assert v.division == INVALID
     assert rules(v, INVALID) == {"trainingRecalculateDatasetSize"}
     assert "below the 56000 files the 500 steps rule asks" in next(
@@ -61,31 +61,31 @@ def test_too_few_files():
 
 
 def test_odirect_only_for_unet3d():
-    v = verdict(W + "cosmoflow_h100.yaml", ["dataset.num_files_train=130000", "reader.odirect=True"],
+    v = verdict(W + "mlperf/cosmoflow_h100.yaml", ["dataset.num_files_train=130000", "reader.odirect=True"],
                 hosts=1, accelerators=16, gib=64)
     assert rules(v, INVALID) == {"trainingOdirectModel"}
 
 
 def test_v3_workloads_and_subset_mode():
-    assert rules(verdict(W + "resnet50_h100.yaml", ["dataset.num_files_train=999999"], edition=V3_0),
+    assert rules(verdict(W + "mlperf/resnet50_h100.yaml", ["dataset.num_files_train=999999"], edition=V3_0),
                  INVALID) == {"trainingWorkload"}
-    subset_70b = verdict(W + "llama_70b_zero3.yaml", ["checkpoint.mode=subset", "model.parallelism.data=8"],
+    subset_70b = verdict(W + "mlperf/llama3_70b.yaml", ["checkpoint.mode=subset", "model.parallelism.data=8"],
                          edition=V3_0, hosts=1, accelerators=8, drop_caches=True)
     assert rules(subset_70b, INVALID) == {"checkpointSubsetRunValidation"}
-    assert verdict(W + "llama_70b_zero3.yaml", ["checkpoint.mode=subset", "model.parallelism.data=8"],
+    assert verdict(W + "mlperf/llama3_70b.yaml", ["checkpoint.mode=subset", "model.parallelism.data=8"],
                    edition=V2_0, hosts=1, accelerators=8, drop_caches=True).division == CLOSED
 
 
 def test_checkpoint_process_counts_and_the_3x_rule():
-    assert verdict(W + "llama_8b_zero3.yaml", hosts=1, accelerators=8, gib=16).division == CLOSED
-    split = verdict(W + "llama_8b_zero3.yaml", hosts=1, accelerators=8, gib=64)
+    assert verdict(W + "mlperf/llama3_8b.yaml", hosts=1, accelerators=8, gib=16).division == CLOSED
+    split = verdict(W + "mlperf/llama3_8b.yaml", hosts=1, accelerators=8, gib=64)
     assert rules(split, INVALID) == {"checkpointDataSizeRatio"}
-    assert verdict(W + "llama_8b_zero3.yaml", hosts=1, accelerators=8, gib=64, drop_caches=True).division == CLOSED
-    assert verdict(W + "llama_8b_zero3.yaml", ["checkpoint.num_checkpoints_read=0"], hosts=1, accelerators=8,
+    assert verdict(W + "mlperf/llama3_8b.yaml", hosts=1, accelerators=8, gib=64, drop_caches=True).division == CLOSED
+    assert verdict(W + "mlperf/llama3_8b.yaml", ["checkpoint.num_checkpoints_read=0"], hosts=1, accelerators=8,
                    gib=64).division == CLOSED
-    assert rules(verdict(W + "llama_8b_zero3.yaml", hosts=1, accelerators=6, gib=16),
+    assert rules(verdict(W + "mlperf/llama3_8b.yaml", hosts=1, accelerators=6, gib=16),
                  INVALID) == {"checkpointClosedMpiProcesses"}
-    assert verdict(W + "llama_405b.yaml", hosts=64, accelerators=1024, gib=16).division == OPEN
+    assert verdict(W + "mlperf/llama3_405b.yaml", hosts=64, accelerators=1024, gib=16).division == OPEN
 
 
 # Real runs: a workload file of the test's own (model unet3d) sized so that MLPerf's steps rule asks for
@@ -167,7 +167,7 @@ def test_check_cli(runs, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"CLOSED by MLPerf Storage v2.0 rules: 5 run(s) of {keeps_up}")
     assert "not MLPerf's reference implementation" in out
-    assert main(["mlperf", "check", W + "unet3d_a100.yaml", "reader.batch_size=3", "--hosts", "2",
+    assert main(["mlperf", "check", W + "mlperf/unet3d_a100.yaml", "reader.batch_size=3", "--hosts", "2",
                  "--accelerators-per-host", "8", "--host-memory-gib", "128", "--json"]) == 3
     data = json.loads(capsys.readouterr().out)
     assert data["division"] == INVALID and {f["rule"] for f in data["findings"]} == {
@@ -176,13 +176,13 @@ def test_check_cli(runs, capsys):
 
 def test_checkpoint_run_folder_verdict(tmp_path):
     out = tmp_path / "ckpt"
-    assert main(["checkpoint", W + "llama_8b_zero3.yaml", "checkpoint.num_checkpoints_write=1",
+    assert main(["checkpoint", W + "mlperf/llama3_8b.yaml", "checkpoint.num_checkpoints_write=1",
                  "checkpoint.num_checkpoints_read=1", "checkpoint.time_between_checkpoints=0",
                  f"checkpoint.checkpoint_folder={tmp_path / 'c'}", "--ranks", "1", "--checkpoint-scale", "0.000001",
                  "-q", "-o", str(out)]) == 0
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["storage_uri"] == f"file://{tmp_path / 'c'}" and prov["framework"]["name"] == "torch"
-    v = _runs_verdict(W + "llama_8b_zero3.yaml", [out], gib=16)
+    v = _runs_verdict(W + "mlperf/llama3_8b.yaml", [out], gib=16)
     assert v.division == INVALID
     assert sorted((f.division, f.rule_id, f.sentence.split(" ")[0]) for f in v.findings) == [
         (CLOSED, "checkpointClosedCheckpointParameters", "checkpoint.checkpoint_folder"),
