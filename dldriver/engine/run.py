@@ -35,6 +35,7 @@ from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.mlperf.provenance import write_provenance
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.redact import RedactingFilter
 
@@ -166,6 +167,9 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         build = build_report if train else build_checkpoint_report
         report = build(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
+        write_provenance(folder, spec.workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
+                         drop_caches=spec.drop_caches,
+                         storage_uri=spec.dataset.uri if train else checkpoint_uri(spec.workload))
         print_summary(report["summary"], spec.output)
         return report["summary"]
 
