@@ -13,11 +13,13 @@ folder, stopped at the end). Per store and dataset, dl-driver generates the data
 The plain loop is measured right before and right after each loader (one loader's "after" is the next
 one's "before") and the loader is held to the better of the two (the machine is shared). Prints MB/s and the ratio loader / plain (target >= 0.9).
 
-Datasets: 4MiB (32 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
+Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
 128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
 read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
-per ranged GET, never the whole file). The default takes a few minutes on 2 shared cores; --full about
-3x as long (~18 min with the machine at load 8-11).
+per ranged GET, never the whole file). The default takes ~6-7 minutes on 2 shared cores (349 s with 32 x
+4 MiB, one run at load 5); --full about 3x as long (~18 min at load 8-11). Fewer than 64 x 4 MiB (epochs of
+~0.4 s) pulls every loader's ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64
+(one run each).
 
 SDK settings, the same on both sides (printed at the start): boto3 path-style, max_pool_connections
 max(10, threads), no request/response checksums (when_required), no payload signing; azure-storage-blob
@@ -92,7 +94,7 @@ class Size:
 
 
 # quick (the default): a few minutes on 2 shared cores; --full: the larger datasets and more repeats.
-SIZES = {"quick": Size({"4MiB": 32, "128KiB": 192, "tfrecord": 8}, epochs=3, passes=2),
+SIZES = {"quick": Size({"4MiB": 64, "128KiB": 192, "tfrecord": 8}, epochs=3, passes=2),
          "full": Size({"4MiB": 96, "128KiB": 384, "tfrecord": 16}, epochs=5, passes=3)}
 AZURE_READ_BLOCK = 1 * MiB
 
