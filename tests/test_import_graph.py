@@ -25,7 +25,9 @@ LAYERS = [
 # Modules whose room is not yet their folder: the manifest, the sample source and the sampler are the
 # dataset's (design.md); they move into dataset/ and a sampler module after this round's merge.
 ROOM_OF = {"dldriver.manifest": "dataset", "dldriver.engine.source": "dataset",
-           "dldriver.engine.sampler": "dataset"}
+           "dldriver.engine.sampler": "dataset",
+           # the public framework modules re-export dldriver.frameworks
+           "dldriver.torch": "frameworks", "dldriver.tensorflow": "frameworks", "dldriver.jax": "frameworks"}
 
 
 def module_name(path: Path) -> str:

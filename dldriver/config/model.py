@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from dldriver.config.profiles import PROFILE_ENUMS, JaxProfile, PyTorchProfile, TensorFlowProfile
 from dldriver.config.timespec import TimeSpec
 
 
@@ -198,6 +199,10 @@ class Workload:
     output: Output = field(default_factory=Output)
     profiling: Profiling = field(default_factory=Profiling)
     metric: Metric = field(default_factory=Metric)
+    # dl-driver's framework profiles (config/profiles.py); `framework_profiles:` folds into these.
+    pytorch_config: PyTorchProfile = field(default_factory=PyTorchProfile)
+    tensorflow_config: TensorFlowProfile = field(default_factory=TensorFlowProfile)
+    jax_config: JaxProfile = field(default_factory=JaxProfile)
     # Where the workload was read from: reported, but not a config key, so not part of the config hash.
     source: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
     # The key paths the file and overrides gave (HEAD spellings): rules about keys a run does not use
@@ -231,4 +236,4 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "checkpoint.type": ("rank_zero", "all_ranks"),
     "checkpoint.mode": ("default", "subset"),
     "profiling.profiler": ("none", "iostat", "darshan", "tensorboard"),
-}
+} | PROFILE_ENUMS

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from dldriver.config import derive_plan
+from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_counts, checkpoint_only_rank,
@@ -35,6 +36,7 @@ from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.mlperf.provenance import write_provenance
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.redact import RedactingFilter
 
@@ -72,6 +74,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
         check_checkpoint_folder(checkpoint_uri(workload))
         spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
         return launch(functools.partial(_rank_main, spec=spec), size)
+    workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
     check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
@@ -165,6 +168,9 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         build = build_report if train else build_checkpoint_report
         report = build(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
+        write_provenance(folder, spec.workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
+                         drop_caches=spec.drop_caches,
+                         storage_uri=spec.dataset.uri if train else checkpoint_uri(spec.workload))
         print_summary(report["summary"], spec.output)
         return report["summary"]
 
