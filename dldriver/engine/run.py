@@ -26,7 +26,8 @@ from dldriver.config.uri import checkpoint_uri
 from dldriver.dataset.opening import Dataset, open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import open_source
-from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
+from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_counts, checkpoint_only_rank,
+                                           open_checkpointer)
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
@@ -35,6 +36,7 @@ from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.mlperf.provenance import write_provenance
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.redact import RedactingFilter
 
@@ -166,6 +168,9 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         build = build_report if train else build_checkpoint_report
         report = build(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
+        write_provenance(folder, spec.workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
+                         drop_caches=spec.drop_caches,
+                         storage_uri=spec.dataset.uri if train else checkpoint_uri(spec.workload))
         print_summary(report["summary"], spec.output)
         return report["summary"]
 
@@ -193,7 +198,8 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
 
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
-    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale)
+    writes, _ = checkpoint_counts(spec.workload)
+    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale, writes=writes > 0)
     if comm.rank == 0:
         log.info("Running checkpoint-only %s on %d rank(s) to %s", spec.workload.model.name, spec.ranks,
                  checkpointer.storage.uri)
