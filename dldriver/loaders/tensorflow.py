@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from dldriver.engine.sampler import split_among_workers  # noqa: E402
 from dldriver.engine.source import SampleSource  # noqa: E402
+from dldriver.errors import DlDriverError, FormatError  # noqa: E402
 from dldriver.loaders.base import Batch, Key, Loader, read_batch  # noqa: E402
 
 # The framing TFRecordDataset strips from every record: length (8), its CRC (4), data CRC (4).
@@ -40,6 +41,7 @@ class TensorFlowLoader(Loader):
         self.parse_threads = max(1, computation_threads)
         self.transfer_size = transfer_size
         self._paths = self._local_tfrecords() if tfrecord_native else None
+        self._failures: list[DlDriverError] = []  # what a generator met; tf.data passes on only its text
 
     def _local_tfrecords(self):
         files = self.source.files
@@ -52,15 +54,38 @@ class TensorFlowLoader(Loader):
     def epoch(self, batches: Sequence[Sequence[Key]]) -> Iterator[Batch]:
         keys = [tuple(k) for b in batches for k in b]
         runs = _runs(keys)
-        if self._paths is not None and len(runs) <= 2 * len({f for f, _ in keys}):
+        native = self._paths is not None and len(runs) <= 2 * len({f for f, _ in keys})
+        if native:
             dataset = self._tfrecord_dataset(runs, len(batches[0]) if batches else 1)
         else:
             dataset = self._source_dataset(batches)
         if self.prefetch > 0:
             dataset = dataset.prefetch(self.prefetch)
-        for data, batch_keys, nbytes, seconds in dataset:
+        self._failures.clear()
+        batches_out = iter(dataset)
+        while True:
+            try:
+                data, batch_keys, nbytes, seconds = next(batches_out)
+            except StopIteration:
+                return
+            except tf.errors.OpError as err:
+                raise self._failure(err, [f for f, _, _ in runs] if native else []) from None
             yield Batch(data, [tuple(k) for k in batch_keys.numpy().tolist()], int(nbytes),
                         seconds.numpy().tolist())
+
+    def _failure(self, err, files: list[int]) -> DlDriverError:
+        """The one-line error for a tf.data failure: the error a generator met, else (TFRecordDataset,
+        whose messages name no file) the first file of `files` our own reader finds damaged."""
+        if self._failures:
+            return self._failures[0]
+        for f in dict.fromkeys(files):
+            try:
+                for sample in range(self.source.num_samples(f)):
+                    self.source.fetch(f, sample)
+            except DlDriverError as found:
+                return found
+        first = (err.message or type(err).__name__).strip().splitlines()[0]
+        return FormatError(f"{self.source.uri}: TensorFlow could not read the dataset: {first}")
 
     def _source_dataset(self, batches):
         spec = self.source.files[0]
@@ -72,10 +97,15 @@ class TensorFlowLoader(Loader):
                      tf.TensorSpec((None,), tf.float64))
         shares = split_among_workers(list(batches), self.threads)
         source = self.source
+        failures = self._failures
 
         def generate(worker):
             for keys in shares[int(worker)]:
-                batch = read_batch(source, keys)
+                try:
+                    batch = read_batch(source, keys)
+                except DlDriverError as err:
+                    failures.append(err)
+                    raise
                 data = batch.data
                 if isinstance(data, list):
                     data = np.concatenate([a.ravel() for a in data])
