@@ -35,10 +35,12 @@ from dldriver.formats import get_format
 from dldriver.formats.base import warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
 from dldriver.heap import keep_freed_buffers
+from dldriver.lifetime import die_with_parent, parent_gone
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest, size_problem)
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
+from dldriver.storage.file import TMP_MARK
 
 SAVE_EVERY_S = 5.0
 SAVE_COST_FACTOR = 20       # ... and at least 20 times as long as the last save took (a million files make
@@ -147,10 +149,11 @@ def _in_process(storage, jobs):
         yield "error", err
 
 
-def _taken(jobs: list, taken):
+def _taken(jobs: list, taken, parent: int):
     """The jobs this worker takes, one at a time, each the next that no worker has taken yet (`taken`:
-    a shared count of jobs taken; `jobs` came with the fork, so nothing is sent but that count)."""
-    while True:
+    a shared count of jobs taken; `jobs` came with the fork, so nothing is sent but that count). None
+    once the parent has died: nobody would record the file."""
+    while not parent_gone(parent):
         with taken.get_lock():
             index = taken.value
             taken.value = index + 1
@@ -159,10 +162,11 @@ def _taken(jobs: list, taken):
         yield jobs[index]
 
 
-def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
+def _worker(uri: str, options: dict, jobs: list, taken, events, parent: int) -> None:
     """A worker process: write the jobs it takes until none is left, sending ("file", done) per file
     written, ("error", DlDriverError) or ("crash", traceback text) when it stops on one, and
-    ("exit", None) last."""
+    ("exit", None) last. It dies with its parent (`parent`, the pid of the process recording the files)."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and when it does, we end at once
     keep_freed_buffers()
@@ -171,7 +175,7 @@ def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
         # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it
         # while the worker builds its first file instead of before its first put.
         threading.Thread(target=_connect_quietly, args=(storage,), daemon=True).start()
-        for event in _in_process(storage, _taken(jobs, taken)):
+        for event in _in_process(storage, _taken(jobs, taken, parent)):
             events.put(event)
     except BaseException:  # noqa: BLE001 -- a bug: the parent reports it, with where it happened
         events.put(("crash", traceback.format_exc()))
@@ -215,8 +219,8 @@ def _events(storage, jobs: list, processes: int, uri: str, options: dict):
         return
     context = multiprocessing.get_context("fork")
     taken, events = context.Value("q", 0), context.Queue()
-    workers = [context.Process(target=_worker, args=(uri, options, jobs, taken, events), daemon=True)
-               for _ in range(processes)]
+    args = (uri, options, jobs, taken, events, os.getpid())
+    workers = [context.Process(target=_worker, args=args, daemon=True) for _ in range(processes)]
     try:
         for process in workers:
             process.start()
@@ -295,6 +299,7 @@ def _record(events, entries: dict, bar, save_partial) -> None:
 
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
+    began = time.time()
     uri, options = dataset_uri(workload), storage_options(workload)
     get_format(workload.dataset.format)  # an unknown format fails before any work starts
     warm_random()  # once here, not in every forked worker before its first file
@@ -332,6 +337,7 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
             bar.close()
     _warn_extra_files(storage, present.result(), {key for group in entries.values() for key in _group_keys(group)})
     _make_split_folders(storage)
+    _remove_stale_temporaries(storage, began)
     return manifest
 
 
@@ -380,6 +386,20 @@ def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:
         print(f"warning: {storage.uri}: {len(extra)} file(s) not part of this dataset (e.g. "
               f"{storage.key_uri(extra[0])}), left from another config? DLIO would read them; delete them "
               "or use another dataset.data_folder", file=sys.stderr)
+
+
+def _remove_stale_temporaries(storage, began: float) -> None:
+    """Temporary files (storage.file.TMP_MARK) that an earlier, killed generation left in the data folders:
+    older than this run, so no writer of ours holds them. Object stores leave none that can be seen."""
+    for prefix in _DATA_PREFIXES:
+        root = storage.local_path(prefix.rstrip("/"))
+        if root is None or not os.path.isdir(root):
+            continue
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if TMP_MARK in name and os.stat(path).st_mtime < began:
+                    os.remove(path)
 
 
 def _make_split_folders(storage) -> None:
