@@ -9,11 +9,19 @@ from contextlib import contextmanager
 
 import copy
 import os
+import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 
 from dldriver.errors import StorageError
+
+
+# What an object-store request may wait: per connection, per read, and how many times it is tried.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0
+DEFAULT_ATTEMPTS = 5
 
 
 class MissingObjectError(StorageError):
@@ -204,12 +212,36 @@ class ObjectStorage(Storage):
     """
 
     sizes_with_listing = True
+    attempts_option = ""  # the storage_options key of the attempts per request (s3_max_attempts, ...)
 
     def __init__(self, root: str, prefix: str, options: dict | None, threads: int):
         self.prefix = prefix.strip("/")
         super().__init__(join_uri(f"{self.scheme}://{root}", self.prefix))
         self._opts = dict(options or {})
         self.threads = max(1, int(threads))
+        self.max_attempts = int(self._opts.get(self.attempts_option, DEFAULT_ATTEMPTS))
+        self.connect_timeout = float(self._opts.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S))
+        self.read_timeout = float(self._opts.get("read_timeout", DEFAULT_READ_TIMEOUT_S))
+        self.wait_notice = float(self._opts.get("wait_notice_s", WAIT_NOTICE_S))
+
+    def endpoint(self) -> str:
+        """The service's URL, for messages."""
+        raise NotImplementedError
+
+    def limits(self) -> str:
+        """How long a request may wait, and which storage_options change it (for messages)."""
+        return (f"connect_timeout {self.connect_timeout:g} s, read_timeout {self.read_timeout:g} s, "
+                f"{self.max_attempts} attempt(s); set storage_options connect_timeout, read_timeout, "
+                f"{self.attempts_option}")
+
+    def _waiting(self, uri: str):
+        """A context around one SDK call: reported on stderr while it waits long (see Waits)."""
+        return waits.watching(self.endpoint(), uri, self.limits(), self.wait_notice)
+
+    def _not_answering(self, uri: str, started: float) -> StorageError:
+        """The last word on a call that timed out on every attempt."""
+        return StorageError(f"{uri}: the endpoint {self.endpoint()} did not answer; gave up after "
+                            f"{time.monotonic() - started:.0f} s ({self.limits()})")
 
     def list(self, prefix: str = "") -> list[str]:
         return sorted(self.list_sizes(prefix))
@@ -255,3 +287,56 @@ class ObjectStorage(Storage):
         other.prefix = self._full(prefix)
         other.uri = join_uri(self.uri, prefix)
         return other
+
+
+# -- calls that wait ---------------------------------------------------------------------------------
+
+WAIT_NOTICE_S = 5.0     # a call in flight this long is reported (storage_options wait_notice_s) ...
+WAIT_REPEAT_S = 10.0    # ... and again this often while it still waits
+
+
+class Waits:
+    """The object-store calls in flight in this process, and a thread that says on stderr, for each
+    endpoint, when one has waited long: a hung endpoint (it accepts connections, never answers) is
+    otherwise silent for its read timeout times its attempts. Entering and leaving a call cost a dict
+    insert and delete; the thread wakes once a second, and only while calls are in flight."""
+
+    def __init__(self):
+        self._calls: dict[object, tuple] = {}
+        self._lock = threading.Lock()
+        self._pid = None
+
+    @contextmanager
+    def watching(self, endpoint: str, uri: str, limits: str, notice_after: float):
+        token = object()
+        self._calls[token] = (time.monotonic(), endpoint, uri, limits, notice_after)
+        if self._pid != os.getpid():  # first call here, or the first after a fork (threads do not cross)
+            self._start()
+        try:
+            yield
+        finally:
+            self._calls.pop(token, None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._watch, name="dldriver-storage-waits", daemon=True).start()
+
+    def _watch(self) -> None:
+        told: dict[str, float] = {}
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            oldest: dict[str, tuple] = {}
+            for start, endpoint, uri, limits, notice_after in list(self._calls.values()):
+                if now - start >= notice_after and (endpoint not in oldest or start < oldest[endpoint][0]):
+                    oldest[endpoint] = (start, uri, limits)
+            for endpoint, (start, uri, limits) in oldest.items():
+                if now - told.get(endpoint, -WAIT_REPEAT_S) >= WAIT_REPEAT_S:
+                    told[endpoint] = now
+                    print(f"warning: {endpoint} is not answering: a request for {uri} has waited "
+                          f"{now - start:.0f} s ({limits}); still waiting", file=sys.stderr, flush=True)
+
+
+waits = Waits()

@@ -1,0 +1,94 @@
+"""Storage faults seen from the command line: a hung endpoint, a missing bucket, bad bucket and container
+names, a malformed connection string, a results folder that cannot be written. Each: the exit code, no
+traceback, one line naming the place."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from test_formats_support import BASE
+
+PYTHON = sys.executable
+
+
+def _config(tmp_path, data_folder: str) -> str:
+    path = tmp_path / "workload.yaml"
+    path.write_text(BASE.replace("DATA", data_folder))
+    return str(path)
+
+
+def _dldriver(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    done = subprocess.run([PYTHON, "-m", "dldriver.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+@pytest.fixture
+def hung_endpoint():
+    """A server that accepts every connection and never answers: http://127.0.0.1:PORT."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+
+
+def _hung_store(kind: str, endpoint: str) -> tuple[str, list[str], dict, str]:
+    """(data folder, overrides, environment, the endpoint as messages name it) pointing at `endpoint`."""
+    if kind == "s3":
+        return ("s3://hung/data", ["storage.storage_options.s3_max_attempts=2",
+                                   f"storage.storage_options.endpoint_url={endpoint}"],
+                {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, endpoint)
+    account = f"{endpoint}/devstoreaccount1"
+    conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={account};")
+    return "az://hung/data", ["storage.storage_options.azure_max_attempts=2"], \
+        {"AZURE_STORAGE_CONNECTION_STRING": conn}, account
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_hung_endpoint_is_reported_while_waiting_and_named_at_the_end(tmp_path, hung_endpoint, kind):
+    folder, options, env, named = _hung_store(kind, hung_endpoint)
+    config = _config(tmp_path, folder)
+    began = time.monotonic()
+    done = _dldriver("verify", config, *options, "storage.storage_options.read_timeout=4", env=env)
+    waited = time.monotonic() - began
+    notices = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    errors = _errors(done.stderr)
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert notices and all(f"{named} is not answering" in n for n in notices), done.stderr
+    assert "read_timeout 4 s, 2 attempt(s)" in notices[0]
+    assert re.match(rf"error: {folder}/manifest.json: the endpoint {named}/? did not answer; "
+                    r"gave up after \d+ s \(connect_timeout 10 s, read_timeout 4 s, 2 attempt", errors[0]), errors
+    assert 8 <= waited < 30
