@@ -416,6 +416,7 @@ def verify_dataset(workload, checksums=True) -> list[str]:
     storage = open_storage(uri, storage_options(workload))
     manifest = load_manifest(storage)
     if manifest is None:
+        storage.listing(MANIFEST_KEY)  # a bucket or container that does not exist says so here
         raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: no manifest; run `dldriver generate` with "
                            "this config first")
     problems = []

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import unique_name
 from test_formats_support import BASE
 
 PYTHON = sys.executable
@@ -92,3 +93,14 @@ def test_hung_endpoint_is_reported_while_waiting_and_named_at_the_end(tmp_path, 
     assert re.match(rf"error: {folder}/manifest.json: the endpoint {named}/? did not answer; "
                     r"gave up after \d+ s \(connect_timeout 10 s, read_timeout 4 s, 2 attempt", errors[0]), errors
     assert 8 <= waited < 30
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_verify_on_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind):
+    request.getfixturevalue({"s3": "s3_env", "azure": "azure_env"}[kind])
+    root = f"{'s3' if kind == 's3' else 'az'}://{unique_name('absent')}"
+    done = _dldriver("verify", _config(tmp_path, f"{root}/data"))
+    what = {"s3": "bucket", "azure": "container"}[kind]
+    name = root.split("://")[1]
+    assert done.returncode == 1 and _errors(done.stderr) == [
+        f"error: {root}/data/manifest.json: {what} {name!r} does not exist"], done.stderr
