@@ -104,3 +104,28 @@ def test_verify_on_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind)
     name = root.split("://")[1]
     assert done.returncode == 1 and _errors(done.stderr) == [
         f"error: {root}/data/manifest.json: {what} {name!r} does not exist"], done.stderr
+
+
+@pytest.mark.parametrize("folder, storage, named", [
+    ("s3://My_Bucket/data", "", "dataset.data_folder: 's3://My_Bucket/data': S3 bucket name 'My_Bucket'"),
+    ("s3://ab/data", "", "dataset.data_folder: 's3://ab/data': S3 bucket name 'ab' must be 3 to 63"),
+    ("s3://a..b/data", "", "S3 bucket name 'a..b' must not hold '..'"),
+    ("s3://192.168.1.1/data", "", "S3 bucket name '192.168.1.1' must not hold '..' or be an IP address"),
+    ("az://Data-Set/x", "", "dataset.data_folder: 'az://Data-Set/x': Azure container name 'Data-Set'"),
+    ("az://a--b/x", "", "Azure container name 'a--b' may hold only"),
+    ("data", "storage: {storage_type: s3, storage_root: Bad_Bucket}\n",
+     "storage.storage_root: S3 bucket name 'Bad_Bucket'"),
+])
+def test_invalid_bucket_and_container_names_are_refused_by_validate(tmp_path, folder, storage, named):
+    path = tmp_path / "workload.yaml"
+    path.write_text(storage + BASE.replace("DATA", folder))
+    done = _dldriver("validate", str(path))
+    lines = _errors(done.stderr)
+    assert done.returncode == 2 and len(lines) == 1 and named in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("name", ["dl-driver.data-1", "abc", "a" * 63])
+def test_valid_bucket_names_pass_validate(tmp_path, name):
+    path = tmp_path / "workload.yaml"
+    path.write_text(BASE.replace("DATA", f"s3://{name}/data"))
+    assert _dldriver("validate", str(path)).returncode == 0
