@@ -129,3 +129,80 @@ def test_valid_bucket_names_pass_validate(tmp_path, name):
     path = tmp_path / "workload.yaml"
     path.write_text(BASE.replace("DATA", f"s3://{name}/data"))
     assert _dldriver("validate", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize("connection_string", ["garbage;AccountKey=NOTSHOWN0", "=;=;AccountKey=NOTSHOWN0"])
+def test_malformed_azure_connection_string_is_one_line_without_the_secret(tmp_path, connection_string):
+    done = _dldriver("verify", _config(tmp_path, "az://box/data"),
+                     env={"AZURE_STORAGE_CONNECTION_STRING": connection_string})
+    lines = _errors(done.stderr)
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: az://box/data: AZURE_STORAGE_CONNECTION_STRING is malformed (")
+    assert "NOTSHOWN0" not in done.stderr + done.stdout
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 1 MiB tmpfs mounted at tmp_path/mnt (tests run as root): a file system that can be filled and
+    made read-only for real, which chmod cannot do for root."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.fail(f"these tests mount a tmpfs (root, CAP_SYS_ADMIN): {mount.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def _run_config(tmp_path) -> str:
+    from test_run_helpers import make_dataset, workload_doc, write_config
+
+    doc = workload_doc(tmp_path / "data", "npz", files=2, samples=1)
+    make_dataset(tmp_path, doc)
+    return str(write_config(tmp_path / "run.yaml", doc))
+
+
+def _fill(folder) -> None:
+    try:
+        with open(folder / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    except OSError:
+        pass
+
+
+def test_run_into_a_read_only_file_system_names_the_folder(tmp_path, tiny_tmpfs):
+    config = _run_config(tmp_path)
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], check=True)
+    done = _dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
+    assert done.returncode == 1 and _errors(done.stderr) == [
+        f"error: {tiny_tmpfs}/res: cannot write the results folder: {tiny_tmpfs} is on a read-only file "
+        "system; choose another with -o"], done.stderr
+
+
+def test_run_into_a_full_file_system_is_refused_before_it_starts(tmp_path, tiny_tmpfs):
+    config = _run_config(tmp_path)
+    _fill(tiny_tmpfs)
+    done = _dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
+    lines = _errors(done.stderr)
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: {tiny_tmpfs}/res: cannot write the results folder: the file system of "
+                               f"{tiny_tmpfs} has 0 KiB free"), lines
+    assert "Running" not in done.stderr  # refused before any work
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler"]
+
+
+def test_results_that_fill_the_file_system_mid_write_are_one_line(tmp_path, tiny_tmpfs, monkeypatch, capfd):
+    from dldriver import cli
+    from dldriver.metrics import outdir
+
+    config = _run_config(tmp_path)
+    monkeypatch.setattr(outdir, "MIN_FREE_BYTES", 0)  # past the check: the writes themselves meet the full disk
+    _fill(tiny_tmpfs)
+    assert cli.main(["run", config, "-o", str(tiny_tmpfs / "res"), "-q"]) == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert _errors(err) == [f"error: {tiny_tmpfs}/res: cannot write the results folder: No space left on device; "
+                            "free some space or choose another folder with -o"], err
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler"]

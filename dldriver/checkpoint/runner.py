@@ -16,6 +16,7 @@ from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, wri
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
+from dldriver.metrics.outdir import results_write_errors
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -249,7 +250,8 @@ def _finish(workload, per_rank, start, output, quiet, scale) -> dict:
             "ranks": per_rank,
         })
     folder = output or workload.output.folder or "output"
-    run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
+    with results_write_errors(folder):
+        run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
     if not quiet:
         m = result["metric"]
         print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"

@@ -22,6 +22,7 @@ from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
+from dldriver.metrics.outdir import check_results_room, results_write_errors
 
 log = logging.getLogger("dldriver")
 FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
@@ -47,6 +48,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     """Run a workload; rank 0 returns the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
     size = world_size(ranks)
+    check_results_room(output or workload.output.folder or "output")
     if not wf.train:
         if wf.checkpoint:
             from dldriver.checkpoint import run_checkpoint_only
@@ -109,8 +111,17 @@ def _rank0_folder(comm: Comm, out: Path):
         return
     from dldriver.metrics.summary import staged_run_folder
 
-    with staged_run_folder(out) as folder:
+    with results_write_errors(out), staged_run_folder(out) as folder:
         yield folder
+
+
+class _RunLog(logging.FileHandler):
+    """dlio.log. A line it cannot write (a full disk) is left to the results writer, which then fails and
+    names the folder once, instead of logging printing a traceback for every message."""
+
+    def handleError(self, record) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 @contextmanager
@@ -125,7 +136,7 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
     console.addFilter(lambda record: not getattr(record, "file_only", False))
     handlers.append(console)
     if folder is not None:
-        logfile = logging.FileHandler(folder / spec.workload.output.log_file)
+        logfile = _RunLog(folder / spec.workload.output.log_file)
         logfile.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
         handlers.append(logfile)
     previous = log.level

@@ -101,7 +101,21 @@ class AzureStorage(ObjectStorage):
     @property
     def client(self):
         """The ContainerClient, shared by every storage of this process with the same settings."""
-        return _containers.get((self._settings(), self.container))
+        settings = self._settings()
+        try:
+            return _containers.get((settings, self.container))
+        except ValueError as err:  # the SDK's word for a malformed connection string or account URL
+            raise self._malformed(settings[0], err) from None
+
+    def _malformed(self, credentials: tuple, err: ValueError) -> StorageError:
+        """One line naming where the credentials came from, and never their value."""
+        kind, value = credentials[0], credentials[1]
+        option = "connection_string" if kind == "connection_string" else "account_url"
+        source = (f"storage_options {option}" if self._opts.get(option) else
+                  "AZURE_STORAGE_CONNECTION_STRING" if kind == "connection_string" else "AZURE_STORAGE_ACCOUNT_URL")
+        reason = str(err).splitlines()[0] if str(err) and value not in str(err) else type(err).__name__
+        return StorageError(f"{self.uri}: {source} is malformed ({reason}); a connection string is "
+                            "'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;' (or with BlobEndpoint=...)")
 
     def _settings(self) -> tuple:
         """Everything the service client is made from, resolved now (the environment may change)."""
