@@ -32,8 +32,9 @@ from contextlib import contextmanager
 from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
-from dldriver.formats.base import warm_random
+from dldriver.formats.base import Format, warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
+from dldriver import resources
 from dldriver.heap import keep_freed_buffers
 from dldriver.lifetime import die_with_parent, parent_gone
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
@@ -48,6 +49,7 @@ SAVE_COST_FACTOR = 20       # ... and at least 20 times as long as the last save
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
 WATCH_S = 0.5               # how often the parent checks that its workers still live, while none reports
 _DATA_PREFIXES = ("train/", "valid/", "index/")
+OBJECTS_PER_FILE = {"tfrecord": 2, "indexed_binary": 3, "mmap_indexed_binary": 3}  # the data file + its indexes
 
 
 def _connect_quietly(storage) -> None:
@@ -301,11 +303,16 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     began = time.time()
     uri, options = dataset_uri(workload), storage_options(workload)
-    get_format(workload.dataset.format)  # an unknown format fails before any work starts
-    warm_random()  # once here, not in every forked worker before its first file
+    fmt = get_format(workload.dataset.format)  # an unknown format fails before any work starts
+    # What the host must hold, checked before any list the size of the dataset is made.
+    resources.check_file_list(workload)
+    resources.check_file_memory(workload, streamed=type(fmt).stream_file is not Format.stream_file)
     storage = open_storage(uri, options)
+    previous = load_manifest(storage)
+    _check_room(workload, storage, previous)
+    known = {} if force else _known_entries(previous, workload)
+    warm_random()  # once here, not in every forked worker before its first file
     specs = [spec for split in SPLITS for spec in dataset_files(workload, split)]
-    known = {} if force else _known_entries(load_manifest(storage), workload)
     entries = {key: group for key, group in known.items() if key in {s.key for s in specs}}
     # On an object store one listing tells every size: a resume then sends the workers only the files to
     # write, where checking each file would be a request per file (a million HEADs for a million files).
@@ -339,6 +346,17 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     _make_split_folders(storage)
     _remove_stale_temporaries(storage, began)
     return manifest
+
+
+def _check_room(workload, storage, previous: dict | None) -> None:
+    """Refuse a local folder without the space or inodes for what is left to write. The files the last
+    manifest records are rewritten in place (or kept): their space is not needed again."""
+    local = storage.local_path(MANIFEST_KEY)
+    recorded = previous["files"] if previous else []
+    resources.check_local_room(workload, local and os.path.dirname(local),
+                               written_bytes=sum(e.get("size", 0) for e in recorded),
+                               written_files=sum("index_of" not in e for e in recorded),
+                               objects_per_file=OBJECTS_PER_FILE.get(workload.dataset.format, 1))
 
 
 def _group_keys(group: list[dict]) -> list[str]:

@@ -23,6 +23,7 @@ from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics.outdir import check_results_room, results_write_errors
+from dldriver.resources import check_file_list, check_sample_memory
 
 log = logging.getLogger("dldriver")
 FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
@@ -49,6 +50,8 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     wf = workload.workflow
     size = world_size(ranks)
     check_results_room(output or workload.output.folder or "output")
+    check_file_list(workload)
+    check_sample_memory(workload)
     if not wf.train:
         if wf.checkpoint:
             from dldriver.checkpoint import run_checkpoint_only

@@ -111,8 +111,8 @@ class AzureStorage(ObjectStorage):
         """One line naming where the credentials came from, and never their value."""
         kind, value = credentials[0], credentials[1]
         option = "connection_string" if kind == "connection_string" else "account_url"
-        source = (f"storage_options {option}" if self._opts.get(option) else
-                  "AZURE_STORAGE_CONNECTION_STRING" if kind == "connection_string" else "AZURE_STORAGE_ACCOUNT_URL")
+        variable = "AZURE_STORAGE_CONNECTION_STRING" if kind == "connection_string" else "AZURE_STORAGE_ACCOUNT_URL"
+        source = f"storage_options {option}" if self._opts.get(option) else variable
         reason = str(err).splitlines()[0] if str(err) and value not in str(err) else type(err).__name__
         return StorageError(f"{self.uri}: {source} is malformed ({reason}); a connection string is "
                             "'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;' (or with BlobEndpoint=...)")
