@@ -7,16 +7,14 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from conftest import unique_name
+from faults_support import dldriver, error_lines, fill, mount_tmpfs, unmount
 from test_formats_support import BASE
-
-PYTHON = sys.executable
 
 
 def _config(tmp_path, data_folder: str) -> str:
@@ -25,15 +23,7 @@ def _config(tmp_path, data_folder: str) -> str:
     return str(path)
 
 
-def _dldriver(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
-    done = subprocess.run([PYTHON, "-m", "dldriver.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
-def _errors(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+_dldriver, _errors = dldriver, error_lines
 
 
 @pytest.fixture
@@ -143,15 +133,10 @@ def test_malformed_azure_connection_string_is_one_line_without_the_secret(tmp_pa
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    """A 1 MiB tmpfs mounted at tmp_path/mnt (tests run as root): a file system that can be filled and
-    made read-only for real, which chmod cannot do for root."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if mount.returncode != 0:
-        pytest.fail(f"these tests mount a tmpfs (root, CAP_SYS_ADMIN): {mount.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=True)
+    """A 1 MiB tmpfs at tmp_path/mnt, which the test may fill or remount read-only."""
+    mount_tmpfs(tmp_path / "mnt", "size=1m")
+    yield tmp_path / "mnt"
+    unmount(tmp_path / "mnt")
 
 
 def _run_config(tmp_path) -> str:
@@ -160,16 +145,6 @@ def _run_config(tmp_path) -> str:
     doc = workload_doc(tmp_path / "data", "npz", files=2, samples=1)
     make_dataset(tmp_path, doc)
     return str(write_config(tmp_path / "run.yaml", doc))
-
-
-def _fill(folder) -> None:
-    try:
-        with open(folder / "filler", "wb") as f:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-    except OSError:
-        pass
 
 
 def test_run_into_a_read_only_file_system_names_the_folder(tmp_path, tiny_tmpfs):
@@ -183,7 +158,7 @@ def test_run_into_a_read_only_file_system_names_the_folder(tmp_path, tiny_tmpfs)
 
 def test_run_into_a_full_file_system_is_refused_before_it_starts(tmp_path, tiny_tmpfs):
     config = _run_config(tmp_path)
-    _fill(tiny_tmpfs)
+    fill(tiny_tmpfs)
     done = _dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
     lines = _errors(done.stderr)
     assert done.returncode == 1 and len(lines) == 1, done.stderr
@@ -199,7 +174,7 @@ def test_results_that_fill_the_file_system_mid_write_are_one_line(tmp_path, tiny
 
     config = _run_config(tmp_path)
     monkeypatch.setattr(outdir, "MIN_FREE_BYTES", 0)  # past the check: the writes themselves meet the full disk
-    _fill(tiny_tmpfs)
+    fill(tiny_tmpfs)
     assert cli.main(["run", config, "-o", str(tiny_tmpfs / "res"), "-q"]) == 1
     err = capfd.readouterr().err
     assert "Traceback" not in err
