@@ -236,7 +236,7 @@ class ObjectStorage(Storage):
 
     def _waiting(self, uri: str):
         """A context around one SDK call: reported on stderr while it waits long (see Waits)."""
-        return waits.watching(self.endpoint(), uri, self.limits(), self.wait_notice)
+        return waits.watching(self, uri)
 
     def _not_answering(self, uri: str, started: float) -> StorageError:
         """The last word on a call that timed out on every attempt."""
@@ -299,19 +299,27 @@ class Waits:
     """The object-store calls in flight in this process, and a thread that says on stderr, for each
     endpoint, when one has waited long: a hung endpoint (it accepts connections, never answers) is
     otherwise silent for its read timeout times its attempts. Entering and leaving a call cost a dict
-    insert and delete; the thread wakes once a second, and only while calls are in flight."""
+    insert and delete (the endpoint and limits are worked out only to report); the thread wakes once a
+    second."""
 
     def __init__(self):
         self._calls: dict[object, tuple] = {}
         self._lock = threading.Lock()
         self._pid = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's calls are not ours, and its thread did not come along."""
+        self._calls = {}
+        self._lock = threading.Lock()
+        self._pid = None
 
     @contextmanager
-    def watching(self, endpoint: str, uri: str, limits: str, notice_after: float):
-        token = object()
-        self._calls[token] = (time.monotonic(), endpoint, uri, limits, notice_after)
-        if self._pid != os.getpid():  # first call here, or the first after a fork (threads do not cross)
+    def watching(self, storage: "ObjectStorage", uri: str):
+        if self._pid != os.getpid():
             self._start()
+        token = object()
+        self._calls[token] = (time.monotonic(), storage, uri)
         try:
             yield
         finally:
@@ -327,16 +335,26 @@ class Waits:
         told: dict[str, float] = {}
         while True:
             time.sleep(1.0)
-            now = time.monotonic()
-            oldest: dict[str, tuple] = {}
-            for start, endpoint, uri, limits, notice_after in list(self._calls.values()):
-                if now - start >= notice_after and (endpoint not in oldest or start < oldest[endpoint][0]):
-                    oldest[endpoint] = (start, uri, limits)
-            for endpoint, (start, uri, limits) in oldest.items():
-                if now - told.get(endpoint, -WAIT_REPEAT_S) >= WAIT_REPEAT_S:
-                    told[endpoint] = now
-                    print(f"warning: {endpoint} is not answering: a request for {uri} has waited "
-                          f"{now - start:.0f} s ({limits}); still waiting", file=sys.stderr, flush=True)
+            try:
+                self._report(told)
+            except Exception:  # noqa: BLE001 -- a notice that cannot be made must not end the watch
+                pass
+
+    def _report(self, told: dict[str, float]) -> None:
+        """Say, per endpoint, how long its oldest call that is past its notice has waited (every 10 s)."""
+        now = time.monotonic()
+        oldest: dict[str, tuple] = {}
+        for start, storage, uri in list(self._calls.values()):
+            if now - start < storage.wait_notice:
+                continue
+            endpoint = storage.endpoint()
+            if endpoint not in oldest or start < oldest[endpoint][0]:
+                oldest[endpoint] = (start, storage, uri)
+        for endpoint, (start, storage, uri) in oldest.items():
+            if now - told.get(endpoint, -WAIT_REPEAT_S) >= WAIT_REPEAT_S:
+                told[endpoint] = now
+                print(f"warning: {endpoint} is not answering: a request for {uri} has waited "
+                      f"{now - start:.0f} s ({storage.limits()}); still waiting", file=sys.stderr, flush=True)
 
 
 waits = Waits()
