@@ -2,23 +2,35 @@
 
 Each subcommand imports its module lazily (so `dldriver validate` never loads a framework) and calls one
 function there. Any DlDriverError becomes one line on stderr and its exit code; no user error ends in a
-traceback.
+traceback. Every line printed for an error has its credentials masked (dldriver.redact).
 """
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import traceback
 
-from dldriver.errors import DlDriverError
+from dldriver.errors import ConfigError, DlDriverError
+from dldriver.redact import redact_text
 
 OVERRIDE_HELP = ("overrides in DLIO's Hydra grammar (++workload.dataset.num_files_train=8, "
                  "workload.train.epochs=2) or the short form (dataset.num_files_train=8)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with credentials masked in its messages (it echoes the arguments it refuses)."""
+
+    def error(self, message):
+        super().error(redact_text(message))
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
+    p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
+                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
@@ -31,7 +43,9 @@ def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.report import render_validation
 
-    workload = load_workload(args.config, args.overrides)
+    if args.ranks is not None and args.ranks < 1:
+        raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     ranks = args.ranks or minimum_ranks(workload)
     plan = derive_plan(workload, ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
@@ -53,7 +67,7 @@ def _cmd_generate(args) -> int:
     from dldriver.generate import generate_dataset
     from dldriver.heap import keep_freed_buffers
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     keep_freed_buffers()
     signal.signal(signal.SIGTERM, _raise_terminated)
     generate_dataset(workload, processes=args.processes, progress=not args.quiet, force=args.force)
@@ -64,7 +78,7 @@ def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import verify_dataset
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -79,7 +93,7 @@ def _cmd_run(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, args.overrides)
+    workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
     return 0
@@ -89,7 +103,8 @@ def _cmd_checkpoint(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
-    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"])
+    workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"],
+                             dlio_defaults=args.dlio_defaults)
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
     return 0
@@ -121,7 +136,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dldriver",
         description="dl-driver: a deep-learning I/O benchmark that reads DLIO workload configs, generates "
                     "datasets, emulates training and checkpointing, and reports DLIO's metrics.")
@@ -188,14 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Options and positionals in any order, as users type them (`run CFG -o DIR train.epochs=1`):
+    argparse takes the overrides before the first option; those after it join them, in order."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return args.func(args)
     except DlDriverError as err:
         for line in str(err).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {redact_text(line)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -203,6 +229,9 @@ def main(argv=None) -> int:
     except Terminated:
         print("terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except Exception:  # a bug: its traceback is for the report, with any credential in it masked
+        print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dldriver.heap import keep_freed_buffers
 from dldriver.lifetime import die_with_parent, parent_gone
 from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
                                entry_problem, load_manifest, new_hasher, save_manifest, size_problem)
+from dldriver.outputs import check_dataset_folder
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
 from dldriver.storage.file import TMP_MARK
@@ -303,6 +304,7 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     began = time.time()
     uri, options = dataset_uri(workload), storage_options(workload)
+    check_dataset_folder(uri)
     fmt = get_format(workload.dataset.format)  # an unknown format fails before any work starts
     # What the host must hold, checked before any list the size of the dataset is made.
     resources.check_file_list(workload)

@@ -170,7 +170,7 @@ def make_matrix(results, scale=1.0):
         for rep, jitter in ((1, 0.98), (2, 1.02)):
             write_run(results, f"unet3d/pytorch/{backend}/r1/rep{rep}", summary(sps * jitter * scale),
                       slurm={"job_id": f"{backend}{rep}", "ntasks": 1})
-    ckpt = {"metric": {"save_checkpoint_io_mean_GB_per_second": 1.5, "load_checkpoint_io_mean_GB_per_second": 3.0,
+    ckpt = {"num_accelerators": 1, "metric": {"save_checkpoint_io_mean_GB_per_second": 1.5, "load_checkpoint_io_mean_GB_per_second": 3.0,
                        "checkpoint_size_GB": 0.004},
             "dldriver": {"mode": "checkpoint_only"}}
     write_run(results, "llama7b/checkpoint/file/r1/rep1", ckpt, load=())

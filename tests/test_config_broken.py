@@ -92,8 +92,9 @@ def test_every_problem_of_a_file_is_reported_together(tmp_path, capsys):
                      "train.computation_time.max: missing", "reader.read_threads: expected an integer",
                      "'bad override' is malformed"):
         assert expected in err
-    # framework pytorch with the default tensorflow loader is a real mismatch and is reported too...
-    assert "reader.data_loader: the tensorflow loader needs framework tensorflow" in err
+    # training with framework pytorch and no loader written is a real gap and is reported too, naming
+    # the key the user must add rather than a loader they never wrote...
+    assert "workflow.train: needs reader.data_loader" in err
     # ...but a rule reading a key that already has a problem stays quiet: no tfrecord rule on a bad format.
     assert "cannot read dataset.format" not in err
 

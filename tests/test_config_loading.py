@@ -34,12 +34,12 @@ def test_hydra_wrapper_and_defaults(tmp_path):
 
 def test_overrides_in_every_form(tmp_path):
     path = write(tmp_path, "dataset: {format: npz}\nreader: {data_loader: pytorch, transfer_size: 4}\n"
-                           "framework: pytorch\n")
+                           "framework: pytorch\ntrain: {epochs: 1}\n")
     w = load_workload(path, ["++workload.dataset.num_files_train=8", "+workload.dataset.file_prefix=x",
                              "workload.train.epochs=2", "reader.batch_size=3", "dataset.record_dims=[3,224,224]",
                              "++workload.checkpoint.randomize_tensor=False", "++workload.checkpoint.ksm={}",
                              "train.computation_time.mean=1.5", "~reader.transfer_size",
-                             "workload.dataset.record_length=99", "model=unet3d"])
+                             "++workload.dataset.record_length=99", "model=unet3d"])
     assert (w.dataset.num_files_train, w.dataset.file_prefix, w.train.epochs) == (8, "x", 2)
     assert (w.reader.batch_size, w.dataset.record_dims, w.reader.transfer_size) == (3, [3, 224, 224], None)
     assert w.checkpoint.ksm.await_time == 200  # {} enables KSM with DLIO's defaults

@@ -1,15 +1,23 @@
-"""Every shipped workload (configs/workloads/) loads strictly and resolves to DLIO's values (dlio.md §2)."""
+"""Every shipped workload (configs/workloads/, DLIO's files verbatim) loads strictly and resolves to DLIO's values."""
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from dldriver.config import config_hash, derive_plan, load_workload, resolved_dict
+from dldriver.errors import ConfigError
 
 WORKLOADS = Path(__file__).parents[1] / "configs" / "workloads"
 NAMES = ["default", "unet3d_a100", "unet3d_h100", "unet3d_v100", "unet3d_a100_s3", "unet3d_h100_s3",
          "unet3d_v100_s3", "resnet50_a100", "resnet50_h100", "resnet50_v100", "resnet50_tf", "cosmoflow_a100",
          "cosmoflow_h100", "cosmoflow_v100", "bert_v100", "dlrm", "megatron_deepspeed_LLNL", "llama_7b",
          "llama_7b_zero3", "llama_8b_zero3", "llama_70b", "llama_70b_zero3", "llama_405b", "llama_1t"]
+# What DLIO ships with a copy-paste slip, kept verbatim: llama_1t says model.name llama_405b and
+# workflow.train True (with no reader), llama_70b_zero3 says llama_70b.
+SHIPPED_NAME = {"llama_70b_zero3": "llama_70b", "llama_1t": "llama_405b"}
+# What it takes to run a file DLIO ships unrunnable: llama_1t is the checkpoint workload the others are.
+OVERRIDES = {"llama_1t": ["++workload.workflow.train=False"]}
+UPSTREAM = Path(__file__).parent / "data" / "upstream" / "dlio-main"
 # The smallest world each workload accepts: DLIO requires ranks to be a multiple of tensor * pipeline.
 MIN_RANKS = {"megatron_deepspeed_LLNL": 32, "llama_70b": 32, "llama_70b_zero3": 8, "llama_405b": 256,
              "llama_1t": 512}
@@ -49,12 +57,23 @@ LLAMA = {
 
 
 def load(name, *overrides):
-    return load_workload(WORKLOADS / f"{name}.yaml", overrides)
+    return load_workload(WORKLOADS / f"{name}.yaml", OVERRIDES.get(name, []) + list(overrides))
 
 
 def test_the_set_is_complete():
     assert sorted(p.stem for p in WORKLOADS.glob("*.yaml")) == sorted(NAMES)
     assert set(TRAINING) | set(LLAMA) == set(NAMES)
+
+
+def test_shipped_files_are_dlios_byte_for_byte():
+    recorded = dict(line.split()[::-1] for line in (UPSTREAM / "SHA256SUMS").read_text().splitlines())
+    for name in NAMES:
+        assert hashlib.sha256((WORKLOADS / f"{name}.yaml").read_bytes()).hexdigest() == recorded[f"{name}.yaml"]
+
+
+def test_llama_1t_as_shipped_names_the_missing_loader():
+    with pytest.raises(ConfigError, match=r"workflow.train: needs reader.data_loader"):
+        load_workload(WORKLOADS / "llama_1t.yaml")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -63,7 +82,7 @@ def test_workload_validates_with_a_plan(name):
     plan = derive_plan(workload, ranks=MIN_RANKS.get(name, 1))
     assert workload.source.endswith(f"{name}.yaml")
     assert len(config_hash(workload)) == 16
-    assert name.startswith(resolved_dict(workload)["model"]["name"])
+    assert SHIPPED_NAME.get(name, name).startswith(resolved_dict(workload)["model"]["name"])
     if workload.workflow.train:
         assert plan.steps_per_epoch > 0
 
@@ -118,11 +137,11 @@ def test_llama_values_are_dlios(name):
     layers, hidden, ffn, heads, kv, vocab, tp, pp, zero = LLAMA[name]
     w = load(name)
     t, p, c = w.model.transformer, w.model.parallelism, w.checkpoint
-    assert (w.model.name, w.model.type, w.model.num_layers) == (name, "transformer", layers)
+    assert (w.model.name, w.model.type, w.model.num_layers) == (SHIPPED_NAME.get(name, name), "transformer", layers)
     assert (t.hidden_size, t.ffn_hidden_size, t.num_attention_heads, t.num_kv_heads, t.vocab_size) == (
         hidden, ffn, heads, kv, vocab)
     assert (p.tensor, p.pipeline, p.zero_stage) == (tp, pp, zero)
-    # Checkpoint-only (llama_1t's copy-paste train: True is fixed in our copy).
+    # Checkpoint-only (llama_1t's copy-paste train: True is overridden, see OVERRIDES).
     assert (w.workflow.train, w.workflow.checkpoint, w.framework) == (False, True, "pytorch")
     assert (c.time_between_checkpoints, c.num_checkpoints_write, c.num_checkpoints_read, c.fsync) == (5, 10, 10, True)
     assert (w.model.model_datatype, w.model.optimizer_datatype) == ("fp16", "fp32")

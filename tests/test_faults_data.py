@@ -10,8 +10,16 @@ import time
 
 import pytest
 
-from faults_support import dldriver, error_lines, mount_tmpfs, unmount
+import faults
+from faults import error_lines, mount_tmpfs, unmount
 from test_run_helpers import make_dataset, workload_doc, write_config
+
+
+def dldriver(*args, env=None, timeout=300):
+    """`dldriver ARGS` in a fresh process (faults.dldriver); no fault may end in a traceback."""
+    done = faults.dldriver(*args, env=env, timeout=timeout)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
 
 LOADER_FORMATS = [("native", "npz"), ("pytorch", "npz"), ("jax", "npz"), ("tensorflow", "npz"),
                   ("tensorflow", "tfrecord")]

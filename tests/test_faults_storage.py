@@ -13,8 +13,16 @@ import time
 import pytest
 
 from conftest import unique_name
-from faults_support import dldriver, error_lines, fill, mount_tmpfs, unmount
+import faults
+from faults import error_lines, fill, mount_tmpfs, unmount
 from test_formats_support import BASE
+
+
+def dldriver(*args, env=None, timeout=300):
+    """`dldriver ARGS` in a fresh process (faults.dldriver); no fault may end in a traceback."""
+    done = faults.dldriver(*args, env=env, timeout=timeout)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
 
 
 def _config(tmp_path, data_folder: str) -> str:
@@ -23,7 +31,6 @@ def _config(tmp_path, data_folder: str) -> str:
     return str(path)
 
 
-_dldriver, _errors = dldriver, error_lines
 
 
 @pytest.fixture
@@ -73,10 +80,10 @@ def test_hung_endpoint_is_reported_while_waiting_and_named_at_the_end(tmp_path, 
     folder, options, env, named = _hung_store(kind, hung_endpoint)
     config = _config(tmp_path, folder)
     began = time.monotonic()
-    done = _dldriver("verify", config, *options, "storage.storage_options.read_timeout=4", env=env)
+    done = dldriver("verify", config, *options, "storage.storage_options.read_timeout=4", env=env)
     waited = time.monotonic() - began
     notices = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
-    errors = _errors(done.stderr)
+    errors = error_lines(done.stderr)
     assert done.returncode == 1 and len(errors) == 1, done.stderr
     assert notices and all(f"{named} is not answering" in n for n in notices), done.stderr
     assert "read_timeout 4 s, 2 attempt(s)" in notices[0]
@@ -89,10 +96,10 @@ def test_hung_endpoint_is_reported_while_waiting_and_named_at_the_end(tmp_path, 
 def test_verify_on_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind):
     request.getfixturevalue({"s3": "s3_env", "azure": "azure_env"}[kind])
     root = f"{'s3' if kind == 's3' else 'az'}://{unique_name('absent')}"
-    done = _dldriver("verify", _config(tmp_path, f"{root}/data"))
+    done = dldriver("verify", _config(tmp_path, f"{root}/data"))
     what = {"s3": "bucket", "azure": "container"}[kind]
     name = root.split("://")[1]
-    assert done.returncode == 1 and _errors(done.stderr) == [
+    assert done.returncode == 1 and error_lines(done.stderr) == [
         f"error: {root}/data/manifest.json: {what} {name!r} does not exist"], done.stderr
 
 
@@ -109,8 +116,8 @@ def test_verify_on_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind)
 def test_invalid_bucket_and_container_names_are_refused_by_validate(tmp_path, folder, storage, named):
     path = tmp_path / "workload.yaml"
     path.write_text(storage + BASE.replace("DATA", folder))
-    done = _dldriver("validate", str(path))
-    lines = _errors(done.stderr)
+    done = dldriver("validate", str(path))
+    lines = error_lines(done.stderr)
     assert done.returncode == 2 and len(lines) == 1 and named in lines[0], done.stderr
 
 
@@ -118,14 +125,14 @@ def test_invalid_bucket_and_container_names_are_refused_by_validate(tmp_path, fo
 def test_valid_bucket_names_pass_validate(tmp_path, name):
     path = tmp_path / "workload.yaml"
     path.write_text(BASE.replace("DATA", f"s3://{name}/data"))
-    assert _dldriver("validate", str(path)).returncode == 0
+    assert dldriver("validate", str(path)).returncode == 0
 
 
 @pytest.mark.parametrize("connection_string", ["garbage;AccountKey=NOTSHOWN0", "=;=;AccountKey=NOTSHOWN0"])
 def test_malformed_azure_connection_string_is_one_line_without_the_secret(tmp_path, connection_string):
-    done = _dldriver("verify", _config(tmp_path, "az://box/data"),
+    done = dldriver("verify", _config(tmp_path, "az://box/data"),
                      env={"AZURE_STORAGE_CONNECTION_STRING": connection_string})
-    lines = _errors(done.stderr)
+    lines = error_lines(done.stderr)
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: az://box/data: AZURE_STORAGE_CONNECTION_STRING is malformed (")
     assert "NOTSHOWN0" not in done.stderr + done.stdout
@@ -150,8 +157,8 @@ def _run_config(tmp_path) -> str:
 def test_run_into_a_read_only_file_system_names_the_folder(tmp_path, tiny_tmpfs):
     config = _run_config(tmp_path)
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], check=True)
-    done = _dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
-    assert done.returncode == 1 and _errors(done.stderr) == [
+    done = dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
+    assert done.returncode == 1 and error_lines(done.stderr) == [
         f"error: {tiny_tmpfs}/res: cannot write the results folder: {tiny_tmpfs} is on a read-only file "
         "system; choose another with -o"], done.stderr
 
@@ -159,8 +166,8 @@ def test_run_into_a_read_only_file_system_names_the_folder(tmp_path, tiny_tmpfs)
 def test_run_into_a_full_file_system_is_refused_before_it_starts(tmp_path, tiny_tmpfs):
     config = _run_config(tmp_path)
     fill(tiny_tmpfs)
-    done = _dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
-    lines = _errors(done.stderr)
+    done = dldriver("run", config, "-o", str(tiny_tmpfs / "res"), "-q")
+    lines = error_lines(done.stderr)
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: {tiny_tmpfs}/res: cannot write the results folder: the file system of "
                                f"{tiny_tmpfs} has 0 KiB free"), lines
@@ -178,6 +185,6 @@ def test_results_that_fill_the_file_system_mid_write_are_one_line(tmp_path, tiny
     assert cli.main(["run", config, "-o", str(tiny_tmpfs / "res"), "-q"]) == 1
     err = capfd.readouterr().err
     assert "Traceback" not in err
-    assert _errors(err) == [f"error: {tiny_tmpfs}/res: cannot write the results folder: No space left on device; "
+    assert error_lines(err) == [f"error: {tiny_tmpfs}/res: cannot write the results folder: No space left on device; "
                             "free some space or choose another folder with -o"], err
     assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler"]

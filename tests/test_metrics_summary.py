@@ -13,6 +13,7 @@ from dldriver.metrics.summary import (SUMMARY_KEYS, Phase, build_metric, build_s
                                       epoch_stats, rank_output, staged_run_folder, timestamp,
                                       write_run_folder)
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.outputs import RUN_MARKER, write_marker
 
 TRAIN_KEYS = {f"train_{k}" for k in (
     "au_percentage", "au_mean_percentage", "au_stdev_percentage", "au_meet_expectation",
@@ -91,7 +92,7 @@ def test_rank_output_and_epoch_stats_shapes():
 def test_write_run_folder_writes_every_file(tmp_path):
     out = write_run_folder(tmp_path / "run", summary(), {0: {"a": 1}, 1: {"a": 2}}, {0: {"1": {}}})
     assert sorted(p.name for p in out.iterdir()) == [
-        "0_output.json", "0_per_epoch_stats.json", "1_output.json", "summary.json"]
+        ".dldriver-run", "0_output.json", "0_per_epoch_stats.json", "1_output.json", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["dldriver"] == {"bytes_read": 1234}
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
@@ -107,15 +108,17 @@ def test_atomic_writer_leaves_nothing_final_on_error(tmp_path):
 
 def test_atomic_writer_replaces_old_result_and_stale_partials(tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.json").write_text("{}")
+    with staged_run_folder(out) as folder:   # an earlier run, which carries the run marker
+        (folder / "old.json").write_text("{}")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
-    (tmp_path / f"run.partial-{dead}").mkdir()  # a killed earlier run
+    killed = tmp_path / f"run.partial-{dead}"  # a killed earlier run's partial folder
+    killed.mkdir()
+    write_marker(killed, RUN_MARKER, "run")
     with staged_run_folder(out) as folder:
         (folder / "summary.json").write_text("{}")
         assert (out / "old.json").exists()  # the old result stays until the new one is complete
-    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".dldriver-run", "summary.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 

@@ -3,11 +3,14 @@
 A run lives at <workload>/<loader>/<backend>/r<ranks>/rep<k>/summary.json under the matrix folder
 (`checkpoint` stands in the loader's place for checkpoint-only workloads). Nothing is skipped
 silently: a summary.json inside a partial folder (the engine's `<name>.partial-<pid>` or
-`<name>.old-<pid>` while it moves a run into place) or one that cannot be read is reported as a note.
+`<name>.old-<pid>` while it moves a run into place), one that cannot be read, one without the keys and
+numbers a finished run writes (FINISHED_KEYS), and a run whose {rank}_output.json is damaged are
+reported as a note each and left out (a verdict then counts the cell as missing).
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +52,56 @@ def collect(results: Path, plans: dict | None = None) -> Collected:
             found.notes.append(f"{rel}: skipped, unreadable ({err})")
             continue
         keys = match.groupdict()
+        problem = summary_problem(summary, keys["loader"] == "checkpoint")
+        if problem:
+            found.notes.append(f"{rel}: skipped, not a finished run's summary ({problem})")
+            continue
+        try:
+            load_seconds = rank_load_seconds(path.parent)
+        except DamagedRankFile as err:
+            found.notes.append(f"{err.path.relative_to(results).as_posix()}: skipped the run, {err}")
+            continue
         row = run_row(summary, keys, _sidecar(path.parent / "slurm.json"),
                       (plans or {}).get(keys["workload"]))
         row["folder"] = str(path.parent.relative_to(results).as_posix())
         found.rows.append(row)
-        found.load_seconds[row["folder"]] = rank_load_seconds(path.parent)
+        found.load_seconds[row["folder"]] = load_seconds
     return found
+
+
+# The keys every finished run's summary.json holds, with numbers (a training run, a checkpoint-only run).
+FINISHED_KEYS = {
+    "train": ("num_accelerators", "metric.train_au_mean_percentage",
+              "metric.train_throughput_mean_samples_per_second", "metric.train_io_mean_MB_per_second"),
+    "checkpoint": ("num_accelerators", "metric.save_checkpoint_io_mean_GB_per_second",
+                   "metric.checkpoint_size_GB"),
+}
+
+
+def summary_problem(summary, checkpoint_only: bool) -> str | None:
+    """Why a parsed summary.json is not one a finished run writes (pure): not an object, a key absent, or
+    a figure that is not a number. None when it is."""
+    if not isinstance(summary, dict):
+        return f"a JSON {type(summary).__name__}, not an object"
+    mode = "checkpoint" if checkpoint_only or (summary.get("dldriver") or {}).get("mode") == "checkpoint_only" \
+        else "train"
+    for path in FINISHED_KEYS[mode]:
+        value = summary
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return f"no {path}"
+        if _num(value) is None or math.isnan(value):
+            return f"{path} {value!r} is not a number"
+    return None
+
+
+class DamagedRankFile(ValueError):
+    """A {rank}_output.json that is not what a run writes; `path` names it."""
+
+    def __init__(self, path: Path, why: str):
+        super().__init__(why)
+        self.path = path
 
 
 def _sidecar(path: Path) -> dict:
@@ -122,13 +169,19 @@ def rank_load_seconds(folder: Path) -> list:
     for path in sorted(folder.glob("*_output.json")):
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for epoch in data.values():
+        except (OSError, ValueError) as err:
+            raise DamagedRankFile(path, f"unreadable ({err})") from None
+        if not isinstance(data, dict):
+            raise DamagedRankFile(path, "not a JSON object")
+        for name, epoch in data.items():
             if isinstance(epoch, dict) and isinstance(epoch.get("load"), dict):
                 for phase, values in epoch["load"].items():
-                    if phase != "eval":
-                        times.extend(float(v) for v in values)
+                    if phase == "eval":
+                        continue
+                    numbers = [_num(v) for v in values] if isinstance(values, list) else [None]
+                    if None in numbers:
+                        raise DamagedRankFile(path, f"epoch {name} load.{phase} holds a value that is not a number")
+                    times.extend(numbers)
     return times
 
 

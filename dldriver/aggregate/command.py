@@ -1,6 +1,7 @@
 """`dldriver aggregate`: a matrix's runs -> tables, plots, report, and verdicts against a baseline."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -9,8 +10,9 @@ from pathlib import Path
 from dldriver.aggregate import plots, report
 from dldriver.aggregate.collect import collect, fill_latency
 from dldriver.aggregate.stats import cell_table
-from dldriver.aggregate.verdict import compare, parse_tolerance, regressed
+from dldriver.aggregate.verdict import baseline_row_problem, compare, parse_tolerance, regressed
 from dldriver.errors import DlDriverError
+from dldriver.outputs import REPORT_MARKER, check_report_folder, write_marker
 
 
 def _plans(results: Path) -> dict:
@@ -30,6 +32,9 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
     results = Path(results)
     if not results.is_dir():
         raise DlDriverError(f"{results}: no such results folder")
+    out = check_report_folder(out if out else results / "report")
+    if save_baseline and Path(save_baseline).is_dir():
+        raise DlDriverError(f"--save-baseline {save_baseline}: is a folder; name the baseline file (NAME.csv)")
     tol = parse_tolerance(tolerance)
     reference = _read_baseline(Path(baseline)) if baseline else None
     found = collect(results, _plans(results))
@@ -42,8 +47,8 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
         fill_latency(row, found.load_seconds[row["folder"]])
     cells = cell_table(found.rows)
 
-    out = Path(out) if out else results / "report"
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, REPORT_MARKER, "report")
     report.write_csv(found.rows, out / "runs.csv")
     report.write_parquet(found.rows, out / "runs.parquet")
     report.write_csv(cells, out / "cells.csv")
@@ -71,9 +76,17 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
 def _read_baseline(path: Path) -> list:
     if not path.is_file():
         raise DlDriverError(f"{path}: no such baseline file")
-    rows = report.read_csv(path)
+    try:
+        rows = report.read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DlDriverError(f"{path}: not a baseline table, unreadable as CSV text ({err}); "
+                            "save one with --save-baseline") from None
     if not rows or not {"workload", "loader", "backend", "ranks"} <= set(rows[0]):
         raise DlDriverError(f"{path}: not a baseline table (save one with --save-baseline)")
+    for line, row in enumerate(rows, 2):
+        problem = baseline_row_problem(row)
+        if problem:
+            raise DlDriverError(f"{path}:{line}: {problem}")
     return rows
 
 

@@ -6,6 +6,8 @@ falls below the baseline's mean by more than the tolerance. Cells only in the cu
 """
 from __future__ import annotations
 
+import math
+
 from dldriver.aggregate.stats import CELL_KEYS, cell_key
 from dldriver.errors import DlDriverError
 
@@ -31,6 +33,17 @@ def _float(value):
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def baseline_row_problem(row: dict) -> str | None:
+    """Why a baseline row cannot be compared with: a guarded mean or the rank count that is not a number."""
+    if not str(row.get("ranks") or "").strip().isdigit():
+        return f"ranks {row.get('ranks')!r} is not a whole number"
+    for metric in GUARDED:
+        value = row.get(f"{metric}_mean")
+        if value not in (None, "") and (_float(value) is None or math.isnan(_float(value))):
+            return f"{metric}_mean {value!r} is not a number"
+    return None
 
 
 def compare_cell(current: dict, baseline: dict, tolerance: float) -> dict:

@@ -3,6 +3,8 @@
 Checkpoint-only mode (workflow.train False, workflow.checkpoint True), as DLIO HEAD and MLPerf Storage run it:
 num_checkpoints_write times (sleep time_between_checkpoints, barrier, save global_epoch1_step{i}), then
 (with drop_caches, MLPerf's rule: write, drop caches, read) num_checkpoints_read loads of the first of those.
+With num_checkpoints_write 0 (MLPerf Storage's read phase) the loads read checkpoints an earlier run left in
+checkpoint_folder; a missing or short file is a CheckpointError naming it.
 """
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ import time
 
 from dldriver.checkpoint import layout
 from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
+from dldriver.config.resolved import write_resolved_config
+from dldriver.config.uri import checkpoint_uri
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics import caching, summary as run_summary, system
 from dldriver.metrics.formulas import GiB, checkpoint_op, checkpoint_stats
 from dldriver.metrics.outdir import results_write_errors
+from dldriver.outputs import check_checkpoint_folder, check_run_folder
 
 
 def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
@@ -90,10 +95,10 @@ def _counts(workload) -> tuple[int, int]:
     ckpt = workload.checkpoint
     writes, reads = max(ckpt.num_checkpoints_write, 0), max(ckpt.num_checkpoints_read, 0)
     problems = []
-    if writes == 0:
-        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write, "
-                        f"got {ckpt.num_checkpoints_write}")
-    if reads > writes:
+    if writes == 0 and reads == 0:
+        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write "
+                        f"(or 0 writes and reads of existing checkpoints), got {ckpt.num_checkpoints_write}")
+    if 0 < writes < reads:
         problems.append(f"checkpoint.num_checkpoints_read: {reads} reads exceed checkpoint.num_checkpoints_write "
                         f"= {writes}; only written checkpoints can be read")
     if problems:
@@ -131,7 +136,7 @@ def _rank_checkpoint_only(comm, workload, scale, drop_caches, quiet):
     if reads:
         barrier.wait()
         if drop_caches and rank == 0:
-            cache = _drop_page_cache(ck, writes)
+            cache = _drop_page_cache(ck, max(writes, reads))
         barrier.wait()
     loads = _timed_ops(ck.load, reads, pause, barrier, quiet, rank, "loaded")
     return {"rank": rank, "start": start, "end": time.time(), "files": len(ck.files),
@@ -215,6 +220,8 @@ def run_checkpoint_only(workload, ranks=None, output=None, drop_caches=False, qu
 
     layout.checkpoint_layout(workload, world_size(ranks), scale)  # fail on bad parallelism before any rank starts
     _counts(workload)
+    check_run_folder(output or workload.output.folder or "output")
+    check_checkpoint_folder(checkpoint_uri(workload))
     start = time.time()
 
     def rank_main(comm):
@@ -251,7 +258,8 @@ def _finish(workload, per_rank, start, output, quiet, scale) -> dict:
         })
     folder = output or workload.output.folder or "output"
     with results_write_errors(folder):
-        run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank})
+        run_summary.write_run_folder(folder, result, {}, {r["rank"]: _rank_epoch_stats(r) for r in per_rank},
+                                     extra=lambda staged: write_resolved_config(staged, workload))
     if not quiet:
         m = result["metric"]
         print(f"[checkpoint] size {m['checkpoint_size_GB']:.3f} GB; save {m['save_checkpoint_io_mean_GB_per_second']:.3f}"

@@ -123,16 +123,34 @@ LOADER_FRAMEWORKS = {
 }
 
 
-@rule("framework", "reader.data_loader")
+def _reads_data(w) -> bool:
+    """Whether the run builds a loader: it trains or evaluates (checkpoint-only and datagen runs do not)."""
+    return w.workflow.train or w.workflow.evaluation
+
+
+def _loader_matters(w, *paths) -> bool:
+    """Loader rules apply when a loader is built, or when the user wrote one of the keys they read."""
+    return _reads_data(w) or any(p in w.written for p in paths)
+
+
+@rule("framework", "reader.data_loader", "workflow.train", "workflow.evaluation")
 def _framework_matches_loader(w):
     frameworks = LOADER_FRAMEWORKS.get(w.reader.data_loader)
-    if frameworks and w.framework not in frameworks:
-        yield ("reader.data_loader", f"the {w.reader.data_loader} loader needs framework "
-                                     f"{' or '.join(frameworks)}, but framework is {w.framework}")
+    if not frameworks or w.framework in frameworks or not _loader_matters(w, "reader.data_loader"):
+        return
+    if "reader.data_loader" not in w.written:
+        phase = "workflow.train" if w.workflow.train else "workflow.evaluation"
+        yield (phase, f"needs reader.data_loader (none is set, and the default {w.reader.data_loader} "
+                      f"loader does not go with framework {w.framework})")
+        return
+    yield ("reader.data_loader", f"the {w.reader.data_loader} loader needs framework "
+                                 f"{' or '.join(frameworks)}, but framework is {w.framework}")
 
 
-@rule("dataset.format", "reader.data_loader")
+@rule("dataset.format", "reader.data_loader", "workflow.train", "workflow.evaluation")
 def _tfrecord_needs_tf_reader(w):
+    if not _loader_matters(w, "reader.data_loader", "dataset.format"):
+        return
     if w.dataset.format == "tfrecord" and w.reader.data_loader == "pytorch":
         yield ("reader.data_loader", "the pytorch loader cannot read dataset.format tfrecord "
                                      "(as in DLIO); use tensorflow, dali, native or jax")
@@ -211,17 +229,24 @@ def _data_parallelism_only_in_subset(w):
 
 @rule("checkpoint.num_checkpoints_read", "checkpoint.num_checkpoints_write")
 def _reads_follow_writes(w):
-    reads, writes = w.checkpoint.num_checkpoints_read, max(w.checkpoint.num_checkpoints_write, 0)
-    if reads > writes:
+    # num_checkpoints_write 0 with reads: the read phase of MLPerf Storage, which reads checkpoints already
+    # in checkpoint_folder (written by an earlier run).
+    reads, writes = w.checkpoint.num_checkpoints_read, w.checkpoint.num_checkpoints_write
+    if writes > 0 and reads > writes:
         yield ("checkpoint.num_checkpoints_read", f"{reads} reads exceed the {writes} checkpoints written "
                                                   "(checkpoint.num_checkpoints_write)")
 
 
-@rule("workflow.train", "workflow.checkpoint", "checkpoint.num_checkpoints_write")
+@rule("workflow.train", "workflow.checkpoint", "workflow.generate_data",
+      "checkpoint.num_checkpoints_write", "checkpoint.num_checkpoints_read")
 def _checkpoint_only_writes(w):
-    if not w.workflow.train and w.workflow.checkpoint and w.checkpoint.num_checkpoints_write < 1:
+    # With generate_data and no training the run is MLPerf's datagen: DLIO writes the data, no checkpoints.
+    wf, ckpt = w.workflow, w.checkpoint
+    if not wf.train and wf.checkpoint and not wf.generate_data and ckpt.num_checkpoints_write < 1 \
+            and ckpt.num_checkpoints_read < 1:
         yield ("checkpoint.num_checkpoints_write", "must be >= 1 in checkpoint-only mode "
-                                                   "(workflow.train false, workflow.checkpoint true)")
+                                                   "(workflow.train false, workflow.checkpoint true), or 0 with "
+                                                   "checkpoint.num_checkpoints_read >= 1 to read existing ones")
 
 
 @rule("checkpoint.ksm", "checkpoint.randomize_tensor")

@@ -4,19 +4,29 @@ Steps, each a pure function of the data before it:
   read_document   file -> mapping (unwrapping Hydra's top-level `workload:` node)
   to_head         2.0.0 spellings -> HEAD spellings (model: <name>, record_length*, checkpoint.model_size,
                   data_reader) plus model.model_size, which shipped YAMLs use and DLIO HEAD ignores
-  overrides       merged on top, spelled either way
+  overrides       merged on top, spelled either way, Hydra's prefixes checked against the file (_apply);
+                  `hydra.*` ones give the run folder and the resolved config's subfolder (hydra_settings)
+  drop_never_read keys shipped files carry that no DLIO reads, dropped with a warning
   fold_stdev      `*_time_stdev` siblings folded into their time value
+  generations     an older DLIO's defaults where the user gave no value (only with --dlio-defaults)
   build + check   typed Workload, every problem collected, all raised together in one ConfigError
 """
 from __future__ import annotations
 
+import logging
+import os
+
 import yaml
 
 from dldriver.config.check import check_workload
+from dldriver.config.generations import fill_generation_defaults, generation_problem
 from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
-from dldriver.config.schema import build_workload
+from dldriver.config.schema import build_workload, path_problem
+from dldriver.config.yamlread import MAX_CONFIG_BYTES, DuplicateKeyError, check_size, parse_yaml
 from dldriver.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Old spelling -> HEAD spelling. model.model_size is not a DLIO 2.0.0 key but what the shipped unet3d and
 # megatron YAMLs say; DLIO HEAD silently ignores it, dl-driver honours it as model_size_bytes.
@@ -27,7 +37,28 @@ RENAMES = {
     ("dataset", "record_length_resize"): ("dataset", "record_length_bytes_resize"),
     ("checkpoint", "model_size"): ("model", "model_size_bytes"),
     ("model", "model_size"): ("model", "model_size_bytes"),
+    # DLIO 2.0.0 put the layer model under checkpoint:
+    ("checkpoint", "num_layers"): ("model", "num_layers"),
+    ("checkpoint", "layer_parameters"): ("model", "layer_parameters"),
+    ("checkpoint", "optimization_groups"): ("model", "optimization_groups"),
+    ("checkpoint", "tensor_parallelism"): ("model", "parallelism", "tensor"),
+    ("checkpoint", "pipeline_parallelism"): ("model", "parallelism", "pipeline"),
+    # DLIO reads output.metric.*; dl-driver's earlier output.exclude_* stay as an alias.
+    ("output", "metric", "exclude_start_steps"): ("output", "exclude_start_steps"),
+    ("output", "metric", "exclude_end_steps"): ("output", "exclude_end_steps"),
 }
+RENAMED = {".".join(new) for new in RENAMES.values()}
+# Sections that exist only to hold renamed keys: dropped once emptied.
+RENAME_ONLY_SECTIONS = {("output", "metric")}
+# Keys in shipped workload files that no DLIO version reads (DLIO ignores unknown keys), -> where seen.
+NEVER_READ = {
+    ("workflow", "do_eval"): "DLIO 2.0.0 dlrm.yaml",
+    ("dataset", "eval_num_samples_per_file"): "DLIO 2.0.0 dlrm.yaml",
+    ("train", "total_eval_steps"): "DLIO 2.0.0 dlrm.yaml",
+    ("evaluation", "steps_between_evals"): "DLIO 2.0.0 dlrm.yaml",
+}
+# Hydra settings dl-driver uses: the run folder and the folder for the resolved config.
+HYDRA_KEYS = {("run", "dir"), ("output_subdir",)}
 TIME_STDEV = {
     ("train", "computation_time_stdev"): "computation_time",
     ("evaluation", "eval_time_stdev"): "eval_time",
@@ -35,11 +66,18 @@ TIME_STDEV = {
 }
 
 
-def load_workload(path, overrides=()) -> Workload:
-    """Load, check and fill a DLIO workload; raise ConfigError naming every problem."""
+def load_workload(path, overrides=(), dlio_defaults: str = "head") -> Workload:
+    """Load, check and fill a DLIO workload; raise ConfigError naming every problem.
+
+    dlio_defaults names the DLIO generation whose defaults fill the keys the file leaves out
+    (generations.GENERATIONS: head, 2.0.0, 1.0).
+    """
     source = str(path)
+    problem = generation_problem(dlio_defaults)
+    if problem:
+        raise ConfigError(problem)
     try:
-        return _load(source, list(overrides))
+        return _load(source, list(overrides), dlio_defaults)
     except RecursionError:
         raise ConfigError("the data nests too deeply (a YAML alias that contains itself?)", source) from None
 
@@ -47,14 +85,20 @@ def load_workload(path, overrides=()) -> Workload:
 def read_document(source: str) -> dict:
     """The workload mapping of a YAML file, unwrapped from a top-level `workload:` node if there is one."""
     try:
-        with open(source, encoding="utf-8") as f:
-            text = f.read()
+        with open(source, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+            too_big = check_size(os.fstat(f.fileno()).st_size) or check_size(len(raw))
+        if too_big:
+            raise ConfigError(f"the file {too_big}", source)
+        text = raw.decode("utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read the file: {err.strerror or err}", source) from None
     except UnicodeDecodeError:
         raise ConfigError("not a UTF-8 text file", source) from None
     try:
-        doc = yaml.safe_load(text)
+        doc = parse_yaml(text)
+    except DuplicateKeyError as err:
+        raise ConfigError(str(err), source) from None
     except (yaml.YAMLError, ValueError) as err:
         raise ConfigError(f"not valid YAML: {' '.join(str(err).split())}", source) from None
     if doc is None:
@@ -68,31 +112,114 @@ def read_document(source: str) -> dict:
     return doc
 
 
-def _load(source: str, overrides: list) -> Workload:
+def _load(source: str, overrides: list, dlio_defaults: str) -> Workload:
     doc = read_document(source)
     doc, problems, origin = to_head(doc)
+    hydra = {}
     for text in overrides:
         try:
             override = parse_override(text)
         except OverrideError as err:
             problems.append(("", str(err)))
             continue
-        tree = to_head(override.as_tree())[0]
-        path = _chain(tree, len(override.path))
-        if override.delete:
-            _delete(doc, path)
+        if override.hydra:
+            hydra[override.path] = override
         else:
-            _merge(doc, tree)
-        # The override's value replaces the file's, so messages about it use the override's spelling.
-        origin = {k: v for k, v in origin.items() if not k.startswith(".".join(path))}
+            problems += _apply(doc, override, origin)
+    drop_never_read(doc)
+    run_dir, output_subdir = hydra_settings(hydra)
+    if run_dir is not None and _get(doc, ("output", "folder")) in (_ABSENT, None):
+        # DLIO's run folder is Hydra's run.dir unless output.folder names one.
+        if doc.get("output") is None:
+            doc["output"] = {}
+        if isinstance(doc["output"], dict):
+            doc["output"]["folder"] = str(run_dir)
     problems += fold_stdev(doc, origin)
+    written = frozenset(_leaves(doc))
+    fill_generation_defaults(doc, dlio_defaults)
     workload, found = build_workload(doc)
+    workload.written = written
     problems += found
     problems += check_workload(workload, {p for p, _ in found})
     if problems:
         raise ConfigError([_format(p, m, origin) for p, m in problems], source)
     workload.source = source
+    workload.output_subdir = output_subdir
     return workload
+
+
+def _apply(doc: dict, override, origin: dict) -> list:
+    """Merge (or delete) one override into doc, in place; the problems it has with the file."""
+    tree = to_head(override.as_tree())[0]
+    path = head_path(override.path)
+    written, head = ".".join(override.path), ".".join(path)
+    exists = _get(doc, path) is not _ABSENT
+    if head in RENAMED and exists and origin.get(head, head) != written:
+        return [("", f"{written}: conflicts with {origin.get(head, head)} in the file; "
+                     "give only one of the two spellings")]
+    if override.prefix == "+" and exists:
+        return [("", f"{written}: is already in the file: `+` adds a key the file lacks (Hydra's rule); "
+                     f"use ++{'workload.' * (not override.short)}{written}=... to set it")]
+    if override.prefix == "" and not override.short and not exists:
+        return [("", f"{written}: is not in the file: a bare workload.KEY=VALUE sets a key the file has "
+                     f"(Hydra's rule); use ++workload.{written}=... to add it")]
+    if override.delete:
+        problem = path_problem(path)
+        if problem:
+            return [("", f"{written}: {problem}")]
+        _delete(doc, path)
+    else:
+        _merge(doc, tree)
+    # The override's value replaces the file's, so messages about it use the override's spelling.
+    for key in [k for k in origin if k == head or k.startswith(head + ".")]:
+        del origin[key]
+    if written != head:
+        origin[head] = written
+    return []
+
+
+def hydra_settings(hydra: dict) -> tuple:
+    """(run folder, resolved-config subfolder) from `hydra.*` overrides; the others are warned about once."""
+    ignored = sorted(".".join(("hydra",) + p) for p in hydra if p not in HYDRA_KEYS)
+    if ignored:
+        log.warning("ignoring Hydra settings dl-driver has no use for: %s", ", ".join(ignored))
+    run_dir = hydra.get(("run", "dir"))
+    subdir = hydra.get(("output_subdir",))
+    return (None if run_dir is None or run_dir.delete else run_dir.value,
+            None if subdir is None or subdir.delete or subdir.value is None else str(subdir.value))
+
+
+def drop_never_read(doc: dict) -> None:
+    """Remove keys that shipped DLIO files carry but no DLIO version reads, with one warning line."""
+    dropped = []
+    for path, where in NEVER_READ.items():
+        parent = _section(doc, path[:-1])
+        if parent is not None and path[-1] in parent:
+            parent.pop(path[-1])
+            dropped.append(f"{'.'.join(path)} ({where})")
+    if dropped:
+        log.warning("ignoring keys no DLIO version reads: %s", ", ".join(dropped))
+
+
+_ABSENT = object()
+
+
+def _get(doc: dict, path: tuple):
+    node = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+
+def _leaves(doc: dict, prefix: str = ""):
+    for key, value in doc.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, path)
+        else:
+            yield path
 
 
 def to_head(doc: dict) -> tuple[dict, list, dict]:
@@ -112,6 +239,8 @@ def to_head(doc: dict) -> tuple[dict, list, dict]:
             continue
         target[new[-1]] = parent.pop(old[-1])
         origin[new_path] = old_path
+        if not parent and old[:-1] in RENAME_ONLY_SECTIONS:
+            _section(doc, old[:-2]).pop(old[-2])
     return doc, problems, origin
 
 
@@ -153,17 +282,12 @@ def _merge(base: dict, tree: dict) -> None:
             base[key] = value
 
 
-def _chain(tree: dict, depth: int) -> tuple:
-    """The key path of an override tree (renames keep its depth), as to_head may have respelled it.
-
-    A rename across sections leaves the old section empty beside the new one; the chain follows the new.
-    """
-    path = []
-    for _ in range(depth):
-        items = list(tree.items())
-        key, tree = next(((k, v) for k, v in items if v != {}), items[0])
-        path.append(key)
-    return tuple(path)
+def head_path(path: tuple) -> tuple:
+    """A key path in HEAD spelling (a rename may change its depth: checkpoint.tensor_parallelism)."""
+    for old, new in RENAMES.items():
+        if path[:len(old)] == old:
+            return new + path[len(old):]
+    return path
 
 
 def _delete(doc: dict, path: tuple) -> None:

@@ -195,6 +195,11 @@ class Workload:
     metric: Metric = field(default_factory=Metric)
     # Where the workload was read from: reported, but not a config key, so not part of the config hash.
     source: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
+    # The key paths the file and overrides gave (HEAD spellings): rules about keys a run does not use
+    # apply only to keys the user wrote.
+    written: frozenset = field(default=frozenset(), compare=False, metadata={"internal": True})
+    # `++hydra.output_subdir=NAME`: the run folder's subfolder for the resolved config (None: not written).
+    output_subdir: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
 
 
 SHUFFLE_MODES = ("off", "seed", "random")

@@ -2,8 +2,10 @@
 
 `++workload.dataset.num_files_train=8`, `+workload.x=1`, `workload.train.epochs=2`, `dataset.num_files_train=8`,
 `~reader.transfer_size` (back to the default). Values are YAML, so `[3,224,224]`, `{}` and `null` work.
-Hydra's distinction between `+`, `++` and no prefix (add / add-or-set / set existing) is not kept: every
-key is checked against the schema anyway, so an unknown key is caught whatever the prefix.
+Hydra's prefixes keep their meaning on the `workload.` form (the loader checks them against the file):
+`++` adds or sets, `+` adds a key the file lacks, a bare `workload.KEY=V` sets a key the file has. The short
+form without `workload.` is dl-driver's own and adds or sets, like `++`. `hydra.KEY=V` (any prefix) is a
+Hydra setting, not a workload key: `Override.hydra` is true and `path` is below `hydra`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ class Override:
     path: tuple[str, ...]  # key path below the workload node
     value: object = None
     delete: bool = False
+    prefix: str = ""  # "++", "+", "~" or "" as typed
+    short: bool = False  # written without `workload.`: dl-driver's add-or-set form
+    hydra: bool = False  # a `hydra.*` setting
 
     def as_tree(self) -> dict:
         """The override as a one-key nested mapping."""
@@ -45,13 +50,15 @@ def parse_override(text) -> Override:
         raise OverrideError(f"override {text!r} is malformed: "
                             + ("`~KEY` removes a key and takes no value" if prefix == "~" else EXAMPLE))
     path = tuple(dotted.split("."))
-    if path[0] == "workload":
+    short, hydra = path[0] != "workload", path[0] == "hydra"
+    if not short or hydra:
         path = path[1:]
     if not path:
-        raise OverrideError(f"override {text!r} names no key under workload")
+        raise OverrideError(f"override {text!r} names no key under {'hydra' if hydra else 'workload'}")
+    kind = {"prefix": prefix or "", "short": short and not hydra, "hydra": hydra}
     if prefix == "~":
-        return Override(text, path, delete=True)
-    return Override(text, path, _parse_value(text, raw))
+        return Override(text, path, delete=True, **kind)
+    return Override(text, path, _parse_value(text, raw), **kind)
 
 
 def _parse_value(text: str, raw: str):

@@ -203,3 +203,19 @@ def _show(value) -> str:
         return "a mapping" if isinstance(value, dict) else "a list"
     text = "null" if value is None else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def path_problem(path: tuple) -> str | None:
+    """Why a key path (HEAD spelling) names no workload key, or None; for deletions, which build no value.
+
+    The walk stops at a time value or an options mapping, whose inner keys are checked when built.
+    """
+    cls = Workload
+    for depth, key in enumerate(path):
+        if not is_dataclass(cls) or cls is TimeSpec:
+            return None
+        hints = _hints(cls)
+        if key not in hints:
+            return _unknown(key, list(hints), ".".join(path[:depth]))
+        cls = _strip_optional(hints[key])
+    return None

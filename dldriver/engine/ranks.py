@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import resource
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ import traceback
 from typing import Any, Callable, Optional
 
 from dldriver.errors import ConfigError, DlDriverError
+from dldriver.redact import redact_text
 
 _POLL = 0.2
 
@@ -55,14 +57,71 @@ class Comm:
 def launcher_world() -> Optional[tuple[int, int]]:
     """(rank, world size) given by mpiexec/mpirun or srun, or None when not launched by one."""
     env = os.environ
-    for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
-                               ("PMIX_RANK", "PMIX_SIZE")):
-        if rank_var in env and size_var in env:
-            return int(env[rank_var]), int(env[size_var])
     # SLURM_NTASKS is also set inside an sbatch script, where one process runs: only an srun step's
     # task count makes this process one of several ranks.
-    if "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
-        return int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"])
+    for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
+                               ("PMIX_RANK", "PMIX_SIZE"), ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")):
+        if rank_var in env and size_var in env:
+            return _launcher_pair(rank_var, size_var)
+    return None
+
+
+def _launcher_pair(rank_var: str, size_var: str) -> tuple[int, int]:
+    """The launcher's (rank, size), checked: whole numbers, size >= 1, 0 <= rank < size."""
+    values = []
+    for name in (rank_var, size_var):
+        text = os.environ[name].strip()
+        if not text.isdigit():
+            raise ConfigError(f"environment variable {name}={os.environ[name]!r}: expected a whole number "
+                              "(set by srun/mpiexec; unset it to run without a launcher)")
+        values.append(int(text))
+    rank, size = values
+    if size < 1 or rank >= size:
+        raise ConfigError(f"environment variables {rank_var}={rank} and {size_var}={size}: the rank must lie "
+                          "in 0..size-1 (set by srun/mpiexec; unset them to run without a launcher)")
+    return rank, size
+
+
+# Per local rank, the parent holds a queue (a pipe: two descriptors, and a lock); the shared barrier and
+# error queue and the interpreter's own files take a few dozen more.
+FDS_PER_RANK = 4
+FDS_BASE = 64
+# A forked rank's own memory once it runs (Python, numpy, a loader): a floor, not an estimate.
+MIN_RANK_BYTES = 32 * 2**20
+
+
+def check_host_limits(size: int) -> None:
+    """Refuse, before any process starts, a local world this host's limits cannot hold: open files
+    (RLIMIT_NOFILE) and processes (RLIMIT_NPROC, the kernel's pid_max)."""
+    soft_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    files = FDS_BASE + FDS_PER_RANK * size
+    if soft_files != resource.RLIM_INFINITY and files > soft_files:
+        raise ConfigError(f"--ranks {size}: needs about {files} open files, over this host's limit of "
+                          f"{soft_files} (ulimit -n); use fewer ranks or raise the limit")
+    soft_procs = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    limits = [soft_procs] if soft_procs != resource.RLIM_INFINITY else []
+    try:
+        limits.append(int(open("/proc/sys/kernel/pid_max").read()))
+    except (OSError, ValueError):
+        pass
+    if limits and size > min(limits):
+        raise ConfigError(f"--ranks {size}: over this host's limit of {min(limits)} processes "
+                          "(ulimit -u, /proc/sys/kernel/pid_max); use fewer ranks")
+    available = _available_memory()
+    if available is not None and size * MIN_RANK_BYTES > available:
+        raise ConfigError(f"--ranks {size}: {size} rank processes need at least "
+                          f"{size * MIN_RANK_BYTES / 2**30:.1f} GiB ({MIN_RANK_BYTES // 2**20} MiB each), "
+                          f"this host has {available / 2**30:.1f} GiB available; use fewer ranks")
+
+
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return None
 
 
@@ -76,6 +135,8 @@ def world_size(ranks: Optional[int]) -> int:
         return world[1]
     if ranks is not None and ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {ranks})")
+    if ranks is not None and ranks > 1:
+        check_host_limits(ranks)
     return ranks or 1
 
 
@@ -126,7 +187,7 @@ def _launch_mpi(fn):
         code = err.exit_code if isinstance(err, DlDriverError) else 1
         if not isinstance(err, DlDriverError):
             traceback.print_exc()
-        print(f"error: rank {comm.rank}: {err}", file=sys.stderr, flush=True)
+        print(f"error: rank {comm.rank}: {redact_text(str(err))}", file=sys.stderr, flush=True)
         comm.abort(code)
         os._exit(code)
 

@@ -2,7 +2,7 @@
 
 Rank 0 writes the whole folder (summary.json, {rank}_output.json, {rank}_per_epoch_stats.json, dlio.log)
 into a staged folder that is moved into place only when the run completed; a run that fails leaves no
-summary behind.
+summary behind. A folder that is not an earlier run's is refused before anything starts (outputs).
 """
 from __future__ import annotations
 
@@ -17,13 +17,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from dldriver.config.resolved import write_resolved_config
+from dldriver.config.uri import checkpoint_uri
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
 from dldriver.engine.sampler import Sampler, fresh_entropy
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.metrics.outdir import check_results_room, results_write_errors
+from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.resources import check_file_list, check_sample_memory
+from dldriver.redact import RedactingFilter
 
 log = logging.getLogger("dldriver")
 FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
@@ -64,11 +68,13 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
+    out = check_run_folder(output or workload.output.folder or "output")
+    if wf.checkpoint:
+        check_checkpoint_folder(checkpoint_uri(workload))
     need_eval = _needs_eval(workload)
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
-    out = Path(output or workload.output.folder or "output")
     spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale)
     return launch(functools.partial(_rank_main, spec=spec), size)
 
@@ -145,6 +151,7 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
     previous = log.level
     log.setLevel(logging.INFO)
     for h in handlers:
+        h.addFilter(RedactingFilter())
         log.addHandler(h)
     try:
         yield
@@ -168,6 +175,7 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         start = time.time()
         if comm.rank == 0:
             _announce(spec)
+            write_resolved_config(folder, workload)
         plan = RankPlan(
             epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
             train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),

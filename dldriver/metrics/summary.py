@@ -23,6 +23,7 @@ import numpy as np
 from dldriver.metrics import caching
 from dldriver.metrics.formulas import (CheckpointOp, PhaseResult, checkpoint_stats, mean_stdev,
                                        meet_expectation, nominal_mb_per_second)
+from dldriver.outputs import RUN_MARKER, check_run_folder, write_marker
 
 SUMMARY_KEYS = ("start", "end", "num_accelerators", "num_hosts", "hostname", "num_files_train",
                 "num_files_eval", "num_samples_per_file", "host_cpu_count", "host_processor_name",
@@ -192,33 +193,39 @@ def staged_run_folder(out) -> Iterator[Path]:
     """Yield `<out>.partial-<pid>` to write the run into; rename it to `out` only on a clean exit.
 
     On an exception the partial folder is removed, so nothing half-written passes for a finished run;
-    an existing `out` is replaced only by a complete one. Partial folders of dead processes (an earlier
-    run that was killed) are removed first.
+    an existing `out` is replaced only by a complete one, and only if it is an earlier run folder (its
+    marker, outputs.RUN_MARKER) or empty: anything else is refused before the run writes. Partial
+    folders of dead processes (an earlier run that was killed) are removed first.
     """
-    out = Path(out)
+    out = check_run_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f"{out.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+        ours = (stale / RUN_MARKER).is_file()
+        if ours and (not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     partial.mkdir()
     try:
+        write_marker(partial, RUN_MARKER, "run")  # inside: a full disk may refuse even the marker
         yield partial
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     old = out.with_name(f"{out.name}.old-{os.getpid()}")
     if out.exists():
+        check_run_folder(out)  # again: something may have been put there while the run ran
         out.rename(old)
     partial.rename(out)
     shutil.rmtree(old, ignore_errors=True)
 
 
 def write_run_folder(out, summary: dict, rank_outputs: dict[int, dict],
-                     rank_epoch_stats: dict[int, dict]) -> Path:
-    """Write a whole run folder atomically from rank 0's gathered results."""
+                     rank_epoch_stats: dict[int, dict], extra=None) -> Path:
+    """Write a whole run folder atomically from rank 0's gathered results; `extra(folder)` adds files."""
     with staged_run_folder(out) as folder:
+        if extra is not None:
+            extra(folder)
         write_json(folder, "summary.json", summary)
         for rank, data in rank_outputs.items():
             write_json(folder, f"{rank}_output.json", data)

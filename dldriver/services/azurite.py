@@ -5,7 +5,6 @@ key is published in Microsoft's documentation and is not a secret.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -35,7 +34,7 @@ def find_azurite() -> str:
 
 
 def configured_port(port: int | None = None) -> int:
-    return int(port or os.environ.get(PORT_ENV) or DEFAULT_PORT)
+    return int(port or process.port_from_env(PORT_ENV, DEFAULT_PORT))
 
 
 def endpoint(port: int) -> str:

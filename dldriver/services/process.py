@@ -39,14 +39,42 @@ def default_state_dir() -> Path:
 
 def service_folder(state_dir, name: str) -> Path:
     folder = Path(state_dir) if state_dir else default_state_dir()
+    for part in (folder, folder / name):
+        if part.exists() and not part.is_dir():
+            raise ServiceError(f"state folder {part}: is a file, not a folder; name a folder with "
+                               "--state-dir or DLDRIVER_SERVICES_DIR")
     return folder.resolve() / name
 
 
 def read_state(folder: Path) -> dict | None:
+    """The recorded state, None when there is none; a damaged state file is one line naming it."""
+    path = folder / STATE_FILE
     try:
-        return json.loads((folder / STATE_FILE).read_text())
-    except (OSError, ValueError):
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as err:
+        raise ServiceError(f"{path}: damaged state file ({err}); stop the server it records by hand if "
+                           "one runs, then delete the file") from None
+    for key in ("pid", "port"):
+        value = state.get(key) if isinstance(state, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ServiceError(f"{path}: damaged state file ({key} {value!r} is not a positive whole number); "
+                               "stop the server it records by hand if one runs, then delete the file")
+    return state
+
+
+def port_from_env(env_var: str, default: int, span: int = 1) -> int:
+    """The port named by `env_var`, else `default`; one line when it is not a port (with `span`
+    consecutive ports from it, as SeaweedFS takes)."""
+    text = os.environ.get(env_var)
+    if not text:
+        return default
+    top = 65535 - (span - 1)
+    if not text.strip().isdigit() or not 1 <= int(text) <= top:
+        raise ServiceError(f"environment variable {env_var}={text!r}: expected a port number in 1..{top}"
+                           + (f" (the server uses {span} ports from it)" if span > 1 else ""))
+    return int(text)
 
 
 def write_state(folder: Path, state: dict) -> None:

@@ -41,14 +41,14 @@ def find_weed() -> str:
     return found
 
 
-def configured_port(port: int | None = None) -> int:
-    return int(port or os.environ.get(PORT_ENV) or DEFAULT_PORT)
-
-
 # The S3 port first: the block is S3 port, S3 port + 1, ... in this order.
 PORT_NAMES = ["s3.port", "master.port", "volume.port", "filer.port", "admin.port", "master.port.grpc",
               "volume.port.grpc", "filer.port.grpc", "s3.port.grpc", "admin.port.grpc"]
 PORT_SPAN = len(PORT_NAMES)
+
+
+def configured_port(port: int | None = None) -> int:
+    return int(port or process.port_from_env(PORT_ENV, DEFAULT_PORT, PORT_SPAN))
 
 
 def port_block(port: int) -> dict[str, int]:

@@ -1,0 +1,170 @@
+"""Faults at the command line: folders a command must not replace, options in any order, malformed
+launcher variables, host limits, and the services' state. Each case runs `dldriver` in a fresh process
+and checks the exit code, that no traceback is printed, that the one line names the place, and what is
+left on storage."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from dldriver.outputs import OutputFolderError, check_run_folder
+from faults import ROOT, dldriver, refused, tree
+from test_run_helpers import make_dataset, workload_doc, write_config
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A generated two-file dataset and its config."""
+    root = tmp_path_factory.mktemp("faults-cli")
+    doc = workload_doc(root / "data", "npz", files=2, samples=2)
+    make_dataset(root, doc)
+    return write_config(root / "w.yaml", doc), root / "data"
+
+
+# ---- run folders: only an earlier run folder is replaced -------------------------------------------
+
+def test_run_into_a_foreign_folder_is_refused_and_leaves_it_whole(tiny, tmp_path):
+    config, _ = tiny
+    keep = tmp_path / "keep"
+    (keep / "sub").mkdir(parents=True)
+    (keep / "thesis.txt").write_text("mine")
+    before = tree(keep)
+    line = refused(dldriver("run", config, "-o", keep, "-q"), str(keep), "not an earlier dl-driver run")
+    assert "nothing was changed" in line
+    assert tree(keep) == before and (keep / "sub").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]   # no partial folder left beside it
+
+
+@pytest.mark.parametrize("where", ["home", "dataset", "file", "dot", "parent"])
+def test_run_refuses_home_dataset_file_and_working_folder(tiny, tmp_path, where):
+    config, data = tiny
+    home = tmp_path / "home"
+    (home / "notes").mkdir(parents=True)
+    (home / "notes/todo.txt").write_text("x")
+    cwd = tmp_path / "work"
+    (cwd / "sub").mkdir(parents=True)
+    (cwd / "a.txt").write_text("a")
+    target = {"home": home, "dataset": data, "file": cwd / "a.txt", "dot": ".", "parent": ".."}[where]
+    watched = {"home": home, "dataset": data, "file": cwd, "dot": cwd, "parent": tmp_path}[where]
+    before = tree(watched)
+    r = dldriver("run", config, "-o", target, "-q", cwd=cwd / "sub" if where == "parent" else cwd,
+                 env={"HOME": str(home)})
+    refused(r, "--output", str(target))
+    assert tree(watched) == before
+
+
+def test_rerun_replaces_its_own_run_folder_and_options_go_anywhere(tiny, tmp_path):
+    config, _ = tiny
+    out = tmp_path / "out"
+    first = dldriver("run", config, "-o", out, "-q")
+    assert first.returncode == 0, first.stderr
+    assert (out / ".dldriver-run").is_file()
+    (out / "slurm.json").write_text("{}")  # what the workflow's cell script adds beside a run
+    # Options between and after the overrides, as users type them: the overrides still apply, in order.
+    second = dldriver("run", config, "train.epochs=1", "-o", out, "train.epochs=2", "--quiet")
+    assert second.returncode == 0, second.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["dldriver"]["config"]["train"]["epochs"] == 2
+    assert not (out / "slurm.json").exists()
+
+
+def test_unknown_option_between_overrides_is_refused(tiny):
+    config, _ = tiny
+    r = dldriver("validate", config, "train.epochs=2", "--no-such-option", "train.epochs=3")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "unrecognized arguments: --no-such-option" in r.stderr
+
+
+def test_checkpoint_folder_holding_foreign_files_is_refused(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "paper.tex").write_text("mine")
+    r = dldriver("checkpoint", ROOT / "configs/workloads/llama_7b.yaml", f"checkpoint.checkpoint_folder={ckpt}",
+                 "checkpoint.num_checkpoints_write=1", "checkpoint.num_checkpoints_read=1",
+                 "checkpoint.time_between_checkpoints=0", "--checkpoint-scale", "0.00002",
+                 "-o", tmp_path / "out", "-q")
+    refused(r, "checkpoint.checkpoint_folder", str(ckpt), "paper.tex")
+    assert tree(ckpt) == {"paper.tex": b"mine"} and not (tmp_path / "out").exists()
+
+
+def test_generate_into_a_folder_holding_foreign_files_is_refused(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "results.csv").write_text("1,2\n")
+    config = write_config(tmp_path / "g.yaml", workload_doc(folder, "npz", files=2, samples=1))
+    refused(dldriver("generate", config, "-j", "1", "-q"), "dataset.data_folder", str(folder), "results.csv")
+    assert tree(folder) == {"results.csv": b"1,2\n"}
+
+
+# ---- launcher variables and host limits ------------------------------------------------------------
+
+@pytest.mark.parametrize("env, name", [
+    ({"SLURM_PROCID": "abc", "SLURM_STEP_NUM_TASKS": "2"}, "SLURM_PROCID"),
+    ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "-1"}, "SLURM_STEP_NUM_TASKS"),
+    ({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "2"}, "OMPI_COMM_WORLD_RANK"),
+    ({"PMI_RANK": "0", "PMI_SIZE": "2.5"}, "PMI_SIZE"),
+])
+def test_malformed_launcher_variables_are_one_line(tiny, tmp_path, env, name):
+    config, _ = tiny
+    refused(dldriver("run", config, "-o", tmp_path / "out", "-q", env=env), name, code=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_ranks_beyond_host_limits_are_refused_before_starting(tiny, tmp_path):
+    config, _ = tiny
+    r = dldriver("run", config, "--ranks", "100000", "-o", tmp_path / "out", "-q")
+    line = refused(r, "--ranks 100000", code=2)
+    assert "limit" in line or "available" in line
+    assert not (tmp_path / "out").exists()
+
+
+# ---- services ------------------------------------------------------------------------------------
+
+def test_damaged_state_file_is_one_line(tmp_path):
+    state = tmp_path / "sd" / "s3" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"pid": "abc", "port": 8333}))
+    refused(dldriver("services", "status", "s3", "--state-dir", tmp_path / "sd"), str(state), "pid")
+    state.write_text("{not json")
+    refused(dldriver("services", "stop", "s3", "--state-dir", tmp_path / "sd"), str(state), "damaged")
+    assert state.read_text() == "{not json"   # left for the user, who may have a server to stop
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "0"])
+def test_bad_service_port_variable_is_one_line(tmp_path, value):
+    r = dldriver("services", "env", "s3", "--state-dir", tmp_path, env={"DLDRIVER_S3_PORT": value})
+    refused(r, "DLDRIVER_S3_PORT", repr(value))
+    r = dldriver("services", "env", "azure", "--state-dir", tmp_path, env={"DLDRIVER_AZURE_PORT": value})
+    refused(r, "DLDRIVER_AZURE_PORT")
+
+
+def test_state_dir_naming_a_file_is_one_line(tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    refused(dldriver("services", "start", "s3", "--state-dir", path), str(path), "is a file")
+    assert path.read_text() == "x"
+
+
+def test_workflow_like_cell_folder_made_empty_by_snakemake_is_accepted(tiny, tmp_path):
+    """Snakemake makes a cell's folder before the job: an empty folder is a new run folder."""
+    config, _ = tiny
+    out = tmp_path / "rep0"
+    out.mkdir()
+    r = dldriver("run", config, "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load((out / "summary.json").read_text())["num_accelerators"] == 1
+    assert os.listdir(tmp_path) == ["rep0"]
+
+
+def test_run_folder_of_a_version_before_markers_is_recognised_by_its_files(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("summary.json", "0_output.json", "0_per_epoch_stats.json", "dlio.log", "slurm.json"):
+        (old / name).write_text("{}")
+    assert check_run_folder(old) == old.resolve()
+    (old / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="notes.txt|not an earlier dl-driver run"):
+        check_run_folder(old)
