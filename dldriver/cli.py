@@ -93,7 +93,10 @@ def _cmd_run(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
+    from dldriver.heap import keep_freed_buffers
+
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
+    keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
     return 0
@@ -103,8 +106,11 @@ def _cmd_checkpoint(args) -> int:
     from dldriver.config import load_workload
     from dldriver.engine.run import run_workload
 
+    from dldriver.heap import keep_freed_buffers
+
     workload = load_workload(args.config, list(args.overrides) + ["workflow.train=False", "workflow.checkpoint=True"],
                              dlio_defaults=args.dlio_defaults)
+    keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
                  quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
     return 0

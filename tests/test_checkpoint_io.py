@@ -97,6 +97,31 @@ def test_wrong_size_is_an_error(tmp_path):
         read_files(storage, "c", [("x.pt", 6)])
 
 
+@pytest.mark.parametrize("store", ["s3", "azure"])
+def test_object_store_reads_check_sizes_and_name_missing_files(request, store):
+    # Small files come whole in one GET (no HEAD first), large ones by ranges after a HEAD: both paths
+    # still refuse a wrong size and name a file that was never written.
+    storage = open_storage(request.getfixturevalue({"s3": "s3_uri", "azure": "az_uri"}[store]))
+    storage.put("c/small.pt", b"12345")
+    storage.put("c/large.pt", bytes(9 << 20))
+    with pytest.raises(CheckpointError, match="c/small.pt holds 5 bytes, the layout says 6"):
+        read_files(storage, "c", [("small.pt", 6)])
+    with pytest.raises(CheckpointError, match="c/large.pt holds 9437184 bytes, the layout says 9437185"):
+        read_files(storage, "c", [("large.pt", (9 << 20) + 1)])
+    with pytest.raises(CheckpointError, match="c was never written: c/gone.pt is missing"):
+        read_files(storage, "c", [("small.pt", 5), ("gone.pt", 5)])
+    assert read_files(storage, "c", [("small.pt", 5), ("large.pt", 9 << 20)]) == 5 + (9 << 20)
+
+
+@pytest.mark.parametrize("store", ["s3", "azure"])
+def test_object_store_checkpoint_of_many_small_and_large_files_reads_back_what_was_written(request, store):
+    storage = open_storage(request.getfixturevalue({"s3": "s3_uri", "azure": "az_uri"}[store]), threads=4)
+    source = ChunkSource(True, seed=3, chunk_bytes=4 << 20)
+    files = [(f"small{i}.pt", 1000 + i) for i in range(6)] + [("large.pt", (17 << 20) + 3)]
+    assert write_files(storage, "f", files, source, fsync=False) == sum(n for _, n in files)
+    assert read_files(storage, "f", files, 4 << 20, verify=source) == sum(n for _, n in files)
+
+
 def test_scaled_llama_70b_writes_and_reads_all_its_files(tmp_path):
     from tests.test_checkpoint_layout import llama_70b
 

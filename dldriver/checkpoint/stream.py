@@ -4,11 +4,21 @@ The content is plain bytes under DLIO's file names, not a torch pickle: dl-drive
 checkpoint, and a pickle would only add a header of a few hundred bytes per file. Memory stays at one chunk
 pool per process (CHUNK_BYTES plus a little) whatever the checkpoint size; the storage's own write buffer
 comes on top (see docs/internals.md: open_writer streams with bounded memory).
+
+On object stores (no local path) a request's latency, not bandwidth, bounds one stream, so requests are
+kept in flight as the SDKs' own transfer managers keep them, `storage.threads` at once: files smaller
+than a chunk are written by that many threads at once (one PUT each), larger ones one after another with
+their parts sent in parallel (the storage's writer); reads fetch a file of up to READ_PART in one GET
+(its size checked on arrival, no HEAD before it) and larger ones in READ_PART ranges, that many at
+once. Local files keep one sequential stream per file, which is what their page cache and disks serve
+best.
 """
 from __future__ import annotations
 
 import hashlib
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -19,6 +29,8 @@ CHUNK_BYTES = 16 * 1024 * 1024
 # Chunks are windows into one random pool at shifting offsets, so consecutive chunks differ (no trivial
 # block-level dedup) without paying for fresh random numbers on every chunk.
 _SHIFT = 4096
+# Ranges read at once from object stores: the SDKs' default part size (boto3's TransferConfig: 8 MiB).
+READ_PART = 8 * 1024 * 1024
 
 
 class ChunkSource:
@@ -48,17 +60,25 @@ def write_files(storage, folder: str, files, source: ChunkSource, fsync: bool) -
     fsync is passed to the backend: file/direct fsync each file before it counts as written; for object
     stores the commit of the upload is the durability point.
     """
+    def write(name, nbytes):
+        key = f"{folder}/{name}"
+        try:
+            with storage.open_writer(key, fsync=fsync) as out:
+                for chunk in source.chunks(name, nbytes):
+                    out.write(chunk)
+        except StorageError as err:
+            raise CheckpointError(f"checkpoint file {storage.uri}/{key} could not be written: {err}") from err
+        return nbytes
+
+    files = list(files)
     total = 0
     with storage.batched_sync():  # one folder fsync per checkpoint folder, not one per file
+        if _is_object_store(storage, folder, files):
+            small = [f for f in files if f[1] < source.chunk_bytes]
+            total += sum(_in_order(lambda f: write(*f), small, storage.threads))
+            files = [f for f in files if f[1] >= source.chunk_bytes]
         for name, nbytes in files:
-            key = f"{folder}/{name}"
-            try:
-                with storage.open_writer(key, fsync=fsync) as out:
-                    for chunk in source.chunks(name, nbytes):
-                        out.write(chunk)
-            except StorageError as err:
-                raise CheckpointError(f"checkpoint file {storage.uri}/{key} could not be written: {err}") from err
-            total += nbytes
+            total += write(name, nbytes)
     return total
 
 
@@ -68,26 +88,78 @@ def read_files(storage, folder: str, files, chunk_bytes: int = CHUNK_BYTES, veri
     Sizes are checked against the layout; with `verify`, the content is compared with what the writer made.
     A missing file means the checkpoint was never (completely) written: CheckpointError naming it.
     """
-    total = 0
+    files = list(files)
+    remote = _is_object_store(storage, folder, files)
+    step = min(chunk_bytes, READ_PART) if remote else chunk_bytes
+    # (name, offset, length): a range; (name, None, nbytes): a whole small object from an object store,
+    # its size checked on arrival (one GET, as a plain download makes, instead of a HEAD and a GET).
+    items = []
     for name, nbytes in files:
+        if remote and nbytes <= step:
+            items.append((name, None, nbytes))
+            continue
+        _check_size(storage, folder, name, _stat(storage, folder, f"{folder}/{name}"), nbytes)
+        items.extend((name, offset, min(step, nbytes - offset)) for offset in range(0, nbytes, step))
+
+    def fetch(item):
+        name, offset, length = item
         key = f"{folder}/{name}"
-        size = _stat(storage, folder, key)
-        if size != nbytes:
-            raise CheckpointError(f"checkpoint file {storage.uri}/{key} holds {size} bytes, the layout says {nbytes}")
-        digest = hashlib.blake2b() if verify else None
-        offset = 0
-        while offset < nbytes:
-            data = storage.get_range(key, offset, min(chunk_bytes, nbytes - offset))  # exact length or an error
-            if digest is not None:
-                digest.update(data)
-            offset += len(data)
-            # Free the chunk before the next one is allocated: the allocator then reuses its pages instead of
-            # mapping (and faulting in) fresh ones for every chunk, which costs about a third of cached reads.
-            del data
-        if digest is not None and digest.digest() != _digest(verify.chunks(name, nbytes)):
-            raise CheckpointError(f"checkpoint file {storage.uri}/{key} differs from what was written")
-        total += offset
+        if offset is None:
+            try:
+                data = storage.get(key)
+            except MissingObjectError as err:
+                raise _never_written(storage, folder, key) from err
+            _check_size(storage, folder, name, len(data), length)
+        else:
+            data = storage.get_range(key, offset, length)  # exact length or an error
+        return data if verify is not None else len(data)
+
+    total = 0
+    digests = {name: hashlib.blake2b() for name, _ in files} if verify else {}
+    # Chunks come back in order; where one stream reads, each is freed before the next is fetched: the
+    # allocator then reuses its pages instead of faulting fresh ones in (a third of cached reads).
+    for (name, _, _), data in zip(items, _in_order(fetch, items, storage.threads if remote else 1)):
+        if verify is not None:
+            digests[name].update(data)
+            data = len(data)
+        total += data
+    for name, nbytes in files:
+        if verify is not None and digests[name].digest() != _digest(verify.chunks(name, nbytes)):
+            raise CheckpointError(f"checkpoint file {storage.uri}/{folder}/{name} differs from what was written")
     return total
+
+
+def _check_size(storage, folder: str, name: str, size: int, nbytes: int) -> None:
+    if size != nbytes:
+        raise CheckpointError(f"checkpoint file {storage.uri}/{folder}/{name} holds {size} bytes, "
+                              f"the layout says {nbytes}")
+
+
+def _never_written(storage, folder: str, key: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {storage.uri}/{folder} was never written: {key} is missing")
+
+
+def _is_object_store(storage, folder: str, files) -> bool:
+    return bool(files) and storage.local_path(f"{folder}/{files[0][0]}") is None
+
+
+def _in_order(fn, items, threads: int):
+    """fn(item) for every item, results in order, up to `threads` calls in flight (1: in this thread)."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="dldriver-ckpt") as pool:
+        pending = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _digest(chunks) -> bytes:
@@ -101,4 +173,4 @@ def _stat(storage, folder: str, key: str) -> int:
     try:
         return storage.stat(key)
     except MissingObjectError as err:
-        raise CheckpointError(f"checkpoint {storage.uri}/{folder} was never written: {key} is missing") from err
+        raise _never_written(storage, folder, key) from err

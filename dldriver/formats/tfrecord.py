@@ -8,10 +8,13 @@ the `crc32c` package (SSE4.2 / ARMv8 CRC instructions, over 10 GB/s; a numpy ver
 """
 from __future__ import annotations
 
+import threading
+
 import crc32c
 import numpy as np
 
 from dldriver.formats.base import FileReader, Format, file_rng, random_array
+from dldriver.storage.base import MissingObjectError
 
 _LEN = 2  # protobuf wire type of length-delimited fields
 
@@ -133,23 +136,62 @@ def image_bytes(example) -> memoryview:
     raise ValueError("the Example has no bytes feature 'image'")
 
 
+class _IndexCache:
+    """Parsed indexes by (storage URI, file key), shared by a process's threads.
+
+    Why: a reader lives while one thread reads consecutive samples of a file, so a file read in batches
+    by several threads is opened once per batch; on an object store each open cost a HEAD, a GET of the
+    index and another HEAD before the first record (7 requests for a batch of 4 records, issue 15).
+    A dataset's files do not change during a run; a run's start has checked their sizes.
+    """
+
+    def __init__(self, limit: int = 100_000):
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._offsets: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    def get(self, uri: str, key: str):
+        with self._lock:
+            return self._offsets.get((uri, key))
+
+    def put(self, uri: str, key: str, offsets) -> None:
+        with self._lock:
+            if len(self._offsets) >= self._limit:
+                self._offsets.clear()
+            self._offsets[(uri, key)] = offsets
+
+
+_INDEXES = _IndexCache()
+
+
 class TfrecordReader(FileReader):
     format_name = "tfrecord"
 
     def __init__(self, storage, spec):
         super().__init__(storage, spec)
         self.records = None
-        if storage.exists(index_key(spec)):
-            with self.decoding():
-                pairs = [line.split() for line in self.get(index_key(spec)).decode().splitlines() if line]
-                self.offsets = [(int(o), int(n)) for o, n in pairs]
-        else:
-            self.records = memoryview(self.get(spec.key))
-            self.offsets = self._scan(self.records)
+        self.offsets = _INDEXES.get(storage.uri, spec.key)
+        if self.offsets is None:
+            self.offsets = self._load_index()
         if len(self.offsets) != spec.num_samples:
             raise self.fail(f"holds {len(self.offsets)} records, the config expects {spec.num_samples}")
-        if self.records is None:
-            self._check_size(storage.stat(spec.key))
+
+    def _load_index(self) -> list[tuple[int, int]]:
+        """The records' (offset, length), from the index object when there is one (kept for the other
+        readers of this file in the process, checked against the file's size once), else by scanning
+        the file, which is then kept whole by this reader."""
+        spec = self.spec
+        try:
+            index = self.get(index_key(spec))
+        except MissingObjectError:
+            self.records = memoryview(self.get(spec.key))
+            return self._scan(self.records)
+        with self.decoding():
+            offsets = [(int(o), int(n)) for o, n in (line.split() for line in index.decode().splitlines() if line)]
+        self.offsets = offsets
+        self._check_size(self.storage.stat(spec.key))
+        _INDEXES.put(self.storage.uri, spec.key, offsets)
+        return offsets
 
     def _check_size(self, size: int) -> None:
         end = max((o + n for o, n in self.offsets), default=0)

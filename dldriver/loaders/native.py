@@ -14,6 +14,11 @@ from dldriver.engine.source import SampleSource
 from dldriver.loaders.base import Batch, Key, Loader, prefetch_factor, read_batch
 
 
+# Batch arrays start on a 64-byte boundary, Eigen's alignment: the tensorflow loader hands a batch to
+# TensorFlow as a tensor over the same memory (DLPack), which TensorFlow takes only so aligned.
+ALIGN = 64
+
+
 class _BatchMemory:
     """Batch arrays whose memory is reused once the consumer has dropped every view of them.
 
@@ -36,8 +41,9 @@ class _BatchMemory:
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         memory = self._take(nbytes)
         if memory is None:
-            memory = bytearray(nbytes)
-        array = np.ndarray(shape, dtype, buffer=memory)
+            memory = bytearray(nbytes + ALIGN)
+        offset = -np.frombuffer(memory, np.uint8, count=1).ctypes.data % ALIGN
+        array = np.ndarray(shape, dtype, buffer=memory, offset=offset)
         weakref.finalize(array, self._give_back, memory).atexit = False
         return array
 
@@ -55,7 +61,7 @@ class _BatchMemory:
         with self._lock:
             # Beyond `keep` (ragged sizes, which rarely match), the memory is left to the allocator.
             if sum(map(len, self._spare.values())) < self._keep:
-                self._spare.setdefault(len(memory), []).append(memory)
+                self._spare.setdefault(len(memory) - ALIGN, []).append(memory)
 
 
 class NativeLoader(Loader):

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage, Writer,
-                                   check_range, join_uri, short_read)
+from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage,
+                                   PartUploads, Writer, check_range, join_uri, short_read)
 
 MiB = 1 << 20
 # The SDK reads responses 4 KiB at a time by default, which halves download throughput.
@@ -253,7 +253,8 @@ class AzureStorage(ObjectStorage):
 
 
 class AzureWriter(Writer):
-    """Staged blocks holding at most one block in memory, committed as a list; a small blob is one PUT."""
+    """Staged blocks, up to `threads` in flight (and in memory) while the next is filled, committed as a
+    list; a small blob is one PUT."""
 
     def __init__(self, storage: AzureStorage, key: str):
         self._s = storage
@@ -262,13 +263,15 @@ class AzureWriter(Writer):
         self._blob = storage._blob(key)
         self._buf = bytearray()
         self._ids: list[str] = []
+        self._parts = PartUploads(storage.threads)
 
     def _stage(self, size: int) -> None:
         # Every id of a blob must have the same length.
         block_id = f"{len(self._ids):08d}"
         chunk = bytes(self._buf[:size])
         del self._buf[:size]
-        self._s._with_root(self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk)))
+        self._parts.submit(lambda: self._s._with_root(
+            self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk))))
         self._ids.append(block_id)
 
     def write(self, data: bytes) -> None:
@@ -282,6 +285,11 @@ class AzureWriter(Writer):
             return
         if self._buf:
             self._stage(len(self._buf))
+        try:
+            self._parts.results()
+        except BaseException:
+            self.abort()
+            raise
         from azure.storage.blob import BlobBlock
 
         with self._s._calls(self._uri):
@@ -289,5 +297,6 @@ class AzureWriter(Writer):
         self._ids = []
 
     def abort(self) -> None:
+        self._parts.close()
         self._buf = bytearray()
         self._ids = []

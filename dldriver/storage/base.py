@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 
 from dldriver.errors import StorageError
@@ -81,6 +82,44 @@ class Writer(ABC):
 
     @abstractmethod
     def abort(self) -> None: ...
+
+
+class PartUploads:
+    """The parts of one streamed upload, sent by up to `threads` threads while the writer fills the
+    next: at most `threads` parts in flight (and in memory) at once, results kept in part order.
+
+    Why: a part sent only once the last one is done leaves every request's latency on the critical path;
+    the SDKs' own uploaders (boto3's TransferConfig, azure's max_concurrency) keep several in flight.
+    """
+
+    def __init__(self, threads: int):
+        self._threads = max(1, threads)
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future] = []
+
+    def submit(self, send, *args) -> None:
+        """Send a part (send(*args) returns what commit needs of it); waits while `threads` are in flight."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="dldriver-part")
+        in_flight = [f for f in self._futures if not f.done()]
+        if len(in_flight) >= self._threads:
+            wait(in_flight, return_when=FIRST_COMPLETED)
+        for done in (f for f in self._futures if f.done()):
+            done.result()  # a failed part stops the upload now, not at commit
+        self._futures.append(self._pool.submit(send, *args))
+
+    def results(self) -> list:
+        """Every part's result in order, once all are sent (raises the first failure)."""
+        try:
+            return [f.result() for f in self._futures]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop: parts not started are dropped, those in flight finish; safe to call twice."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class Storage(ABC):

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage, Writer,
-                                   check_range, join_uri, short_read)
+from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage,
+                                   PartUploads, Writer, check_range, join_uri, short_read)
 
 MiB = 1 << 20
 DEFAULT_PART_SIZE = 8 * MiB
@@ -284,7 +284,8 @@ class S3Storage(ObjectStorage):
 
 
 class S3Writer(Writer):
-    """A multipart upload that holds at most one part in memory; a small object becomes one PUT."""
+    """A multipart upload with up to `threads` parts in flight (and in memory) while the next is filled;
+    a small object becomes one PUT."""
 
     def __init__(self, storage: S3Storage, key: str):
         self._s = storage
@@ -292,7 +293,8 @@ class S3Writer(Writer):
         self._full = storage._full(key)
         self._uri = storage.key_uri(key)
         self._buf = bytearray()
-        self._etags: list[str] = []
+        self._parts = PartUploads(storage.threads)
+        self._sent = 0
         self._upload_id = None
 
     def start(self) -> None:
@@ -319,7 +321,8 @@ class S3Writer(Writer):
             self.start()
         chunk = bytes(self._buf[:size])
         del self._buf[:size]
-        self._etags.append(self.upload_part(len(self._etags) + 1, chunk))
+        self._sent += 1
+        self._parts.submit(self.upload_part, self._sent, chunk)
 
     def write(self, data: bytes) -> None:
         self._buf += data
@@ -331,14 +334,15 @@ class S3Writer(Writer):
             if self._upload_id is None:
                 self._s.put(self._key, bytes(self._buf))
                 return
-            if self._buf or not self._etags:
+            if self._buf or not self._sent:
                 self._flush_part(len(self._buf))
-            self.finish(self._etags)
+            self.finish(self._parts.results())
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
+        self._parts.close()
         upload_id, self._upload_id = self._upload_id, None
         self._buf = bytearray()
         if upload_id is None:
