@@ -21,6 +21,8 @@ import time
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.checkpoint.stream import CHUNK_BYTES
 from dldriver.config.model import Parallelism, Transformer, Workload
+from dldriver.config.uri import checkpoint_uri
+from dldriver.storage import open_storage
 from dldriver.metrics.caching import evict_files
 
 RANKS = 8
@@ -38,7 +40,8 @@ def llama_8b_zero3(folder: str) -> Workload:
 
 
 def checkpoint_pass(w: Workload, scale: float, step: int) -> tuple[float, float, int]:
-    cks = [Checkpointer(w, r, RANKS, scale) for r in range(RANKS)]
+    storage = open_storage(checkpoint_uri(w))
+    cks = [Checkpointer(w, r, RANKS, storage, scale) for r in range(RANKS)]
     t0 = time.perf_counter()
     nbytes = sum(ck.save(1, step)["bytes"] for ck in cks)
     write = time.perf_counter() - t0

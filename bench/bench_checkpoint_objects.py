@@ -35,7 +35,7 @@ Where the time goes (2 shared cores; the servers are on them):
   first save (8 rank processes each making its first SDK client and creating the bucket inside the
   timed save, on 2 loaded cores) and 0.07-0.16 s for each later one (one or two requests' latency per
   rank): mean 0.034 GB/s, over the later saves ~0.03-0.06. Making the client before the first timed
-  save belongs to the run driver (checkpoint/runner.py, being moved into engine/ by issue 12).
+  save belongs to the run driver (engine/checkpointing.py's open_checkpointer).
 
     .venv/bin/python bench/bench_checkpoint_objects.py [--backend s3|azure|all] [--repeats 3]
 """
@@ -114,7 +114,7 @@ def plain_pass(sides, files, step: int) -> tuple[float, float]:
 
 def ours_pass(w, scale: float, uri: str, step: int) -> tuple[float, float]:
     storage = open_storage(uri, threads=THREADS)
-    cks = [Checkpointer(w, r, RANKS, scale, storage=storage) for r in range(RANKS)]
+    cks = [Checkpointer(w, r, RANKS, storage, scale) for r in range(RANKS)]
     t0 = time.perf_counter()
     for ck in cks:
         ck.save(1, step)

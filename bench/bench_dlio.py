@@ -35,7 +35,7 @@ How the figures compare:
     alternating (the machine is shared and noisy); the best run of each counts.
   - AU: DLIO 2.0.0 computes AU = sum(compute[1:]) / (epoch wall - proc[0]) with compute the configured
     sleep value; dl-driver follows DLIO HEAD (measured sleep, exclude_start_steps). Close enough to
-    compare; see docs and dlio.md section 5.
+    compare; see docs/dlio-facts.md §5.
   - What each tool does with a sample differs: DLIO throws the bytes it read away and hands the model a
     fixed array of the same size (npz) or a fixed tensor without parsing the record (tfrecord);
     dl-driver decodes and batches what it read.

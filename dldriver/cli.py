@@ -35,19 +35,20 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def minimum_ranks(workload) -> int:
     """The smallest world size a workload's model parallelism allows (tensor x pipeline)."""
-    parallelism = workload.model.parallelism
-    return max(1, parallelism.tensor * parallelism.pipeline)
+    return max(1, workload.model.parallelism.model_parallel)
 
 
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
+    from dldriver.config.profiles import apply_profile
     from dldriver.config.report import render_validation
 
     if args.ranks is not None and args.ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     ranks = args.ranks or minimum_ranks(workload)
-    plan = derive_plan(workload, ranks=ranks)
+    # The plan is the run's: the loader's profile applied (the config and profiles print as written).
+    plan = derive_plan(apply_profile(workload), ranks=ranks)
     print(render_validation(workload, plan, as_json=args.json))
     return 0
 
@@ -98,8 +99,21 @@ def _cmd_run(args) -> int:
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
-                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0
+
+
+def _cell(text: str | None) -> dict | None:
+    """--cell workload=a,loader=b,... as a dict; ConfigError naming a part that is not KEY=VALUE."""
+    from dldriver.errors import ConfigError
+
+    if text is None:
+        return None
+    parts = [p.partition("=") for p in text.split(",")]
+    bad = [k for k, eq, v in parts if not (k and eq and v)]
+    if bad:
+        raise ConfigError(f"--cell: {text!r} is not KEY=VALUE,... (at {bad[0]!r})")
+    return {k: v for k, _, v in parts}
 
 
 def _cmd_checkpoint(args) -> int:
@@ -112,7 +126,7 @@ def _cmd_checkpoint(args) -> int:
                              dlio_defaults=args.dlio_defaults)
     keep_freed_buffers()  # object bodies and checkpoint chunks are buffers of MiB, one per request
     run_workload(workload, ranks=args.ranks, output=args.output, drop_caches=args.drop_caches,
-                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale)
+                 quiet=args.quiet, checkpoint_scale=args.checkpoint_scale, cell=_cell(args.cell))
     return 0
 
 
@@ -129,6 +143,28 @@ def _cmd_aggregate(args) -> int:
                              tolerance=args.tolerance, save_baseline=args.save_baseline)
 
 
+def _cmd_version(args) -> int:
+    import json
+
+    from dldriver.version import version_info
+
+    info = version_info()
+    print(json.dumps(info) if args.json else f"dldriver {info['version']} (generator {info['generator_version']}, "
+                                              f"commit {info['git_commit'] or 'unknown'})")
+    return 0
+
+
+def _cmd_manifest(args) -> int:
+    import json
+
+    from dldriver.config import load_workload
+    from dldriver.generate import dataset_manifest
+
+    manifest = dataset_manifest(load_workload(args.config, args.overrides))
+    print(json.dumps(manifest, indent=1))
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", type=int, default=None,
                    help="emulated accelerators on this host (default: 1, or the world size given by srun/mpiexec)")
@@ -139,6 +175,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-scale", type=float, default=1.0,
                    help="shrink every checkpoint tensor by this factor (e.g. 0.001) keeping all files and names")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--cell", default=None, metavar="KEY=VALUE,...",
+                   help="this run's place in a matrix (workload=...,loader=...,backend=...,ranks=N,rep=K), "
+                        "recorded in summary.json for `dldriver aggregate`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="check names and sizes only, not checksums")
     p.set_defaults(func=_cmd_verify)
 
+    p = sub.add_parser("manifest", help="print the manifest of the workload's dataset (JSON)",
+                       description="Print manifest.json of the dataset at dataset.data_folder, checked; exit "
+                                   "non-zero when there is none or it is damaged.")
+    _add_config(p)
+    p.set_defaults(func=_cmd_manifest)
+
     p = sub.add_parser("run", help="emulate training (and checkpoints) and write DLIO-compatible results",
                        description="Read the dataset with the configured loader (reader.data_loader) while an "
                                    "emulated accelerator computes; checkpoint-only workloads (train: False) write "
@@ -195,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=None,
                    help="folder for the servers' data, logs and pid files (default: $DLDRIVER_SERVICES_DIR or .services)")
     p.set_defaults(func=_cmd_services)
+
+    p = sub.add_parser("version", help="print dl-driver's version, generator version and git commit",
+                       description="The release, the version of the bytes `generate` writes (a new one "
+                                   "regenerates datasets) and the git commit of the source, if any.")
+    p.add_argument("--json", action="store_true", help="as a JSON object")
+    p.set_defaults(func=_cmd_version)
 
     p = sub.add_parser("aggregate", help="combine a matrix's runs into tables, plots and release verdicts",
                        description="Collect every summary.json under RESULTS into runs.csv/parquet, per-cell "

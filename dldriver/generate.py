@@ -30,15 +30,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from dldriver.config.uri import dataset_uri, storage_options
+from dldriver.dataset.compare import compare, stat_listing
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
 from dldriver.formats.base import Format, warm_random
 from dldriver.formats.layout import SPLITS, dataset_files
-from dldriver import resources
+from dldriver.dataset import resources
 from dldriver.heap import keep_freed_buffers
 from dldriver.lifetime import die_with_parent, parent_gone
-from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, config_hash, dataset_config,
-                               entry_problem, load_manifest, new_hasher, save_manifest, size_problem)
+from dldriver.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, checksum_problem, dataset_config,
+                               dataset_hash, load_manifest, new_hasher, save_manifest, stored_dataset_hash)
 from dldriver.outputs import check_dataset_folder
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
@@ -107,7 +108,8 @@ def _upload(storage, spec, objects: dict[str, bytes], parts: list[dict], before=
 
 
 def _kept(storage, known: list[dict] | None) -> bool:
-    return bool(known) and not any(entry_problem(storage, e, checksums=False) for e in known)
+    """Whether a file and its index files are stored whole, by a stat of each (see _kept_by_listing)."""
+    return bool(known) and not compare(stat_listing(storage, _group_keys(known)), known)
 
 
 def _written(storage, jobs):
@@ -240,7 +242,7 @@ def _events(storage, jobs: list, processes: int, uri: str, options: dict):
 
 def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
     """The previous run's entries per data file, when they were written for this very config."""
-    if (not manifest or manifest.get("config_hash") != config_hash(workload)
+    if (not manifest or stored_dataset_hash(manifest) != dataset_hash(workload)
             or manifest.get("generator_version") != GENERATOR_VERSION):
         return {}
     groups: dict[str, list[dict]] = {}
@@ -252,7 +254,7 @@ def _known_entries(manifest: dict | None, workload) -> dict[str, list[dict]]:
 def _manifest(workload, uri: str, entries: dict[str, list[dict]], complete: bool) -> dict:
     ds = workload.dataset
     return {
-        "config_hash": config_hash(workload), "config": dataset_config(workload),
+        "dataset_hash": dataset_hash(workload), "config": dataset_config(workload),
         "format": ds.format, "generator_version": GENERATOR_VERSION, "uri": uri,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": complete,
         "num_files_train": ds.num_files_train, "num_files_eval": ds.num_files_eval,
@@ -396,7 +398,7 @@ def _present_sizes(storage) -> dict:
 
 def _kept_by_listing(listed: dict, group: list[dict] | None) -> bool:
     """Whether a file and its index files are stored whole, by the sizes of one listing (see _kept)."""
-    return bool(group) and all(listed.get(entry["key"]) == entry["size"] for entry in group)
+    return bool(group) and not compare(listed, group)
 
 
 def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:
@@ -430,33 +432,38 @@ def _make_split_folders(storage) -> None:
             os.makedirs(path, exist_ok=True)
 
 
-def verify_dataset(workload, checksums=True) -> list[str]:
-    """Every problem of the dataset against its manifest: missing, extra, truncated or altered files."""
-    uri = dataset_uri(workload)
-    storage = open_storage(uri, storage_options(workload))
+def dataset_manifest(workload) -> dict:
+    """The manifest of the workload's dataset (checked on load); DatasetError when it has none."""
+    storage = open_storage(dataset_uri(workload), storage_options(workload))
     manifest = load_manifest(storage)
     if manifest is None:
         storage.listing(MANIFEST_KEY)  # a bucket or container that does not exist says so here
         raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: no manifest; run `dldriver generate` with "
                            "this config first")
+    return manifest
+
+
+def verify_dataset(workload, checksums=True) -> list[str]:
+    """Every problem of the dataset against its manifest: missing, extra, truncated or altered files."""
+    storage = open_storage(dataset_uri(workload), storage_options(workload))
+    manifest = dataset_manifest(workload)
     problems = []
-    if manifest.get("config_hash") != config_hash(workload):
+    if stored_dataset_hash(manifest) != dataset_hash(workload):
         problems.append(f"{storage.key_uri(MANIFEST_KEY)}: written for another dataset config (hash "
-                        f"{manifest.get('config_hash')}, this config {config_hash(workload)}); "
+                        f"{stored_dataset_hash(manifest)}, this config {dataset_hash(workload)}); "
                         "run `dldriver generate` again")
-    listed = {e["key"]: e for e in manifest["files"]}
-    for split in SPLITS:
-        for spec in dataset_files(workload, split):
-            if spec.key not in listed:
-                problems.append(f"{storage.key_uri(spec.key)}: not generated (absent from the manifest)")
+    entries = manifest["files"]
     # One listing per data prefix finds the extra files, and on an object store (where it carries sizes)
-    # it is the whole of a check without checksums: no request per file.
+    # it is the whole of a check without checksums: no request per file. On a file system the sizes come
+    # from a stat per entry.
     present = _present_sizes(storage)
-    by_listing = not checksums and storage.sizes_with_listing
-    for entry in listed.values():
-        problem = (size_problem(storage.key_uri(entry["key"]), present.get(entry["key"]), entry) if by_listing
-                   else entry_problem(storage, entry, checksums))
-        if problem:
-            problems.append(problem)
-    problems += [f"{storage.key_uri(key)}: extra file, not in the manifest" for key in present if key not in listed]
+    sizes = present if storage.sizes_with_listing else stat_listing(storage, _group_keys(entries))
+    listing = {key: sizes.get(key) for key in present} | sizes
+    expected = [spec.key for split in SPLITS for spec in dataset_files(workload, split)]
+    mismatches = compare(listing, entries, expected=expected, extras=True)
+    problems += [m.message(storage.key_uri) for m in mismatches]
+    if checksums:
+        damaged = {m.key for m in mismatches}
+        problems += [p for e in entries if e["key"] not in damaged
+                     for p in [checksum_problem(storage, e)] if p]
     return problems

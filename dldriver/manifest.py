@@ -1,6 +1,6 @@
 """manifest.json at a dataset's root: what `dldriver generate` wrote, so later runs can check it.
 
-It holds the dataset-relevant config keys and their hash, the format, the generator version, the time,
+It holds the dataset-relevant config keys and their hash (`dataset_hash`), the format, the generator version, the time,
 and per file its key, size and checksum (data files also their split, index, samples and record bytes).
 The checksum is a CRC-32C, under the key `crc32c` (8 hex digits): it finds damaged or altered files as
 surely as a cryptographic hash would (nobody forges a benchmark's random bytes) at a twentieth of the
@@ -37,9 +37,16 @@ def dataset_config(workload) -> dict:
     return {"dataset": keys, "seed": workload.train.seed}
 
 
-def config_hash(workload) -> str:
+def dataset_hash(workload) -> str:
+    """sha256 (16 hex digits) of dataset_config(): which dataset this is. Not the resolved config's
+    hash (dldriver.config.config_hash), which changes with every key of the run."""
     canonical = json.dumps(dataset_config(workload), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def stored_dataset_hash(manifest: dict) -> str | None:
+    """The dataset hash a manifest records (older manifests name it `config_hash`)."""
+    return manifest.get("dataset_hash", manifest.get("config_hash"))
 
 
 def _flat(mapping: dict, prefix: str) -> dict:
@@ -86,11 +93,39 @@ def load_manifest(storage) -> dict | None:
         return None
     try:
         manifest = json.loads(raw)
-        manifest["files"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: unreadable manifest ({err}); "
-                           "run `dldriver generate --force` to rewrite the dataset") from err
+    except ValueError as err:
+        damage = f"not JSON ({err})"
+    else:
+        damage = manifest_damage(manifest)
+    if damage is not None:
+        raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: manifest.json is damaged: {damage}; "
+                           "run `dldriver generate --force` to rewrite the dataset")
     return manifest
+
+
+def manifest_damage(manifest) -> str | None:
+    """What makes a parsed manifest unusable (the first thing found, naming the entry), or None."""
+    if not isinstance(manifest, dict):
+        return f"expected an object, got {type(manifest).__name__}"
+    for key in COUNT_KEYS:
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} is not a file count ({value!r})"
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        return f"files is not a list ({type(files).__name__})"
+    for i, entry in enumerate(files):
+        where = f"files[{i}]"
+        if not isinstance(entry, dict):
+            return f"{where} is not an object ({entry!r})"
+        if not isinstance(entry.get("key"), str) or not entry["key"]:
+            return f"{where} has no key"
+        size = entry.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            return f"{where} ({entry['key']}) has no size in bytes ({size!r})"
+        if "index_of" in entry and not isinstance(entry["index_of"], str):
+            return f"{where} ({entry['key']}) has an index_of that is not a key ({entry['index_of']!r})"
+    return None
 
 
 READABLE_UP_TO = 10_000     # files; a bigger manifest is written compact (a million files: 2 s, not 8)
@@ -132,29 +167,10 @@ def stored_digest(storage, key: str, size: int, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def size_problem(where: str, size: int | None, entry: dict) -> str | None:
-    """Why an object of `size` bytes (None: absent) does not match its manifest entry by size, or None."""
-    if size is None:
-        return f"{where}: missing"
-    if size < entry["size"]:
-        return f"{where}: truncated ({size} of {entry['size']} bytes)"
-    if size != entry["size"]:
-        return f"{where}: {size} bytes, the manifest says {entry['size']}"
-    return None
-
-
-def entry_problem(storage, entry: dict, checksums: bool = True) -> str | None:
-    """Why a stored object does not match its manifest entry, or None when it does."""
-    where = storage.key_uri(entry["key"])
-    try:
-        size = storage.stat(entry["key"])
-    except MissingObjectError:
-        size = None
-    problem = size_problem(where, size, entry)
-    if problem is not None:
-        return problem
-    if checksums:
-        algorithm, recorded = _recorded(entry)
-        if stored_digest(storage, entry["key"], size, algorithm) != recorded:
-            return f"{where}: altered ({algorithm} differs from the manifest)"
+def checksum_problem(storage, entry: dict) -> str | None:
+    """Why a stored object of the entry's size holds other bytes than the manifest records, or None.
+    (Whether it is there with that size is dldriver.dataset.compare's question, asked first.)"""
+    algorithm, recorded = _recorded(entry)
+    if stored_digest(storage, entry["key"], entry["size"], algorithm) != recorded:
+        return f"{storage.key_uri(entry['key'])}: altered ({algorithm} differs from the manifest)"
     return None

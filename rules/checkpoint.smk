@@ -29,4 +29,5 @@ rule checkpoint_run:
         bench=1,
     shell:
         "({params.env}; bash {params.script} {wildcards.ranks} {params.folder} checkpoint"
-        " {input.workload} {params.overrides} --checkpoint-scale {params.scale}) > {log} 2>&1"
+        " {input.workload} {params.overrides} --checkpoint-scale {params.scale} --cell workload={wildcards.workload},"
+        "loader=checkpoint,backend={wildcards.backend},ranks={wildcards.ranks},rep={wildcards.rep}) > {log} 2>&1"

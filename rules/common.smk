@@ -1,13 +1,12 @@
 # Helpers shared by every rule: names, paths, the list of cells, the shell snippets that bring a
 # backend's environment into a job, and the onstart/onsuccess handlers. Python only; no rules.
 
+import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
-
-from dldriver.manifest import GENERATOR_VERSION
 
 
 def _check_references(cfg):
@@ -33,6 +32,11 @@ _check_references(config)
 # Jobs call `dldriver` and `python` by name: put the interpreter that runs Snakemake (the project's
 # .venv when started as .venv/bin/snakemake) first on PATH. Slurm jobs inherit it (sbatch --export=ALL).
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+# The version of the bytes `dldriver generate` writes: a new one regenerates every dataset (a param of
+# the generate rule). Asked of the command line, as every rule asks it, never imported.
+GENERATOR_VERSION = json.loads(subprocess.run(["dldriver", "version", "--json"], check=True,
+                                              capture_output=True, text=True).stdout)["generator_version"]
 
 MATRIX = config["matrix"]
 # Outputs are relative paths (Snakemake's habit); URIs need the absolute folder.

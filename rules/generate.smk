@@ -10,7 +10,6 @@ rule generate:
     output:
         f"{OUT}/{{workload}}/{{backend}}/dataset.json",
     params:
-        script=f"{SCRIPTS}/manifest.py",
         overrides=data_args,
         env=backend_env,
         # A dl-driver that writes other bytes for the same config regenerates (Snakemake reruns a job
@@ -28,5 +27,5 @@ rule generate:
         "({params.env}; "
         " dldriver generate {input.workload} {params.overrides} --processes {threads} --quiet"
         " && dldriver verify {input.workload} {params.overrides} --quick"
-        " && python {params.script} {input.workload} {params.overrides} > {output}"
+        " && dldriver manifest {input.workload} {params.overrides} > {output}"
         ") > {log} 2>&1"

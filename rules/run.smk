@@ -31,4 +31,5 @@ rule run:
         bench=1,
     shell:
         "({params.env}; bash {params.script} {wildcards.ranks} {params.folder} run"
-        " {input.workload} {params.overrides}) > {log} 2>&1"
+        " {input.workload} {params.overrides} --cell workload={wildcards.workload},loader={wildcards.loader},"
+        "backend={wildcards.backend},ranks={wildcards.ranks},rep={wildcards.rep}) > {log} 2>&1"

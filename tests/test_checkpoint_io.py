@@ -8,6 +8,7 @@ import pytest
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.checkpoint.stream import ChunkSource, read_files, write_files
 from dldriver.config.model import Parallelism, Transformer, Workload
+from dldriver.config.uri import checkpoint_uri, storage_options
 from dldriver.errors import CheckpointError
 from dldriver.storage import open_storage
 
@@ -22,13 +23,18 @@ def small_llama(folder, tp=2, pp=2, zero=1, framework="pytorch"):
     return w
 
 
+def store(w):
+    """The storage the run driver hands a Checkpointer: the workload's checkpoint folder."""
+    return open_storage(checkpoint_uri(w), storage_options(w))
+
+
 def roundtrip(folder, framework, world=8, scale=1.0, fsync=False):
     """Every rank writes then reads back (and checks the bytes of) checkpoint global_epoch1_step1."""
     w = small_llama(folder, framework=framework)
     w.checkpoint.fsync = fsync
     written = []
     for rank in range(world):
-        ck = Checkpointer(w, rank, world, scale, chunk_bytes=64 * 1024)
+        ck = Checkpointer(w, rank, world, store(w), scale, chunk_bytes=64 * 1024)
         saved = ck.save(1, 1)
         loaded = ck.load(1, 1, verify=True)
         assert saved["bytes"] == loaded["bytes"] == sum(n for _, n in ck.files)
@@ -85,7 +91,7 @@ def test_content_is_what_was_written(tmp_path):
 
 def test_reading_a_never_written_checkpoint_names_it(tmp_path):
     w = small_llama(str(tmp_path / "ckpt"))
-    ck = Checkpointer(w, 0, 8)
+    ck = Checkpointer(w, 0, 8, store(w))
     with pytest.raises(CheckpointError, match=r"global_epoch1_step7 was never written: .*_model_states.pt is missing"):
         ck.load(1, 7)
 
@@ -129,7 +135,7 @@ def test_scaled_llama_70b_writes_and_reads_all_its_files(tmp_path):
     w.checkpoint.checkpoint_folder = str(tmp_path / "ckpt")
     lay = checkpoint_layout(w, 64, scale=2e-5)
     for rank in range(64):
-        ck = Checkpointer(w, rank, 64, scale=2e-5, chunk_bytes=1 << 20)
+        ck = Checkpointer(w, rank, 64, store(w), scale=2e-5, chunk_bytes=1 << 20)
         ck.save(1, 1)
         ck.load(1, 1)
     on_disk = sorted(p.name for p in (tmp_path / "ckpt" / "global_epoch1_step1").iterdir())
@@ -141,12 +147,14 @@ MEMORY_SCRIPT = """
 import json, resource, sys
 from dldriver.checkpoint import Checkpointer
 from dldriver.config.model import Workload
+from dldriver.config.uri import checkpoint_uri, storage_options
+from dldriver.storage import open_storage
 w = Workload()
 w.framework = "pytorch"
 w.model.model_size_bytes = 300 * 1024 * 1024
 w.checkpoint.checkpoint_folder = sys.argv[1]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-ck = Checkpointer(w, 0, 1)
+ck = Checkpointer(w, 0, 1, open_storage(checkpoint_uri(w)))
 ck.save(1, 1)
 ck.load(1, 1)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -168,13 +176,13 @@ def test_recovery_rank_shift_reads_what_the_next_host_wrote(tmp_path):
     rank r + 4 wrote, checked byte for byte against that rank's data; on one host nothing moves."""
     w = small_llama(str(tmp_path / "ckpt"))
     w.checkpoint.recovery_rank_shift = True
-    ranks = [Checkpointer(w, rank, 8, chunk_bytes=64 * 1024, ranks_per_host=4) for rank in range(8)]
+    ranks = [Checkpointer(w, rank, 8, store(w), chunk_bytes=64 * 1024, ranks_per_host=4) for rank in range(8)]
     for ck in ranks:
         ck.save(1, 1)
     for ck in ranks:
         other = (ck.rank + 4) % 8
         assert ck.load_rank == other
         assert ck.load(1, 1, verify=True)["bytes"] == sum(n for _, n in ranks[other].files)
-    assert Checkpointer(w, 3, 8, ranks_per_host=8).load_rank == 3
+    assert Checkpointer(w, 3, 8, store(w), ranks_per_host=8).load_rank == 3
     w.checkpoint.recovery_rank_shift = False
-    assert Checkpointer(w, 3, 8, ranks_per_host=4).load_rank == 3
+    assert Checkpointer(w, 3, 8, store(w), ranks_per_host=4).load_rank == 3

@@ -3,11 +3,12 @@ import json
 
 import pytest
 
-from dldriver.checkpoint import (checkpoint_layout, run_checkpoint_only, should_checkpoint_after_epoch,
-                                 should_checkpoint_after_step)
-from dldriver.checkpoint.runner import checkpoint_metric, combine
+from dldriver.checkpoint import checkpoint_layout
 from dldriver.config.model import Checkpoint, Parallelism, Transformer, Workload
+from dldriver.engine.checkpointing import should_checkpoint_after_epoch, should_checkpoint_after_step
+from dldriver.engine.report import combine_ops
 from dldriver.engine.run import run_workload
+from dldriver.metrics.summary import checkpoint_metric
 from dldriver.errors import ConfigError
 
 from test_run_helpers import make_dataset, workload_doc
@@ -33,10 +34,10 @@ def test_step_schedule_matches_dlio():
 def test_mlperf_multi_rank_rule():
     # checkpoint 1: rank 1 is slowest (4 s); 2 GiB + 2 GiB over 4 s = 1 GiB/s
     gib = 1024 ** 3
-    ops = combine([[{"duration": 2.0, "bytes": 2 * gib}, {"duration": 1.0, "bytes": 2 * gib}],
+    ops = combine_ops([[{"duration": 2.0, "bytes": 2 * gib}, {"duration": 1.0, "bytes": 2 * gib}],
                    [{"duration": 4.0, "bytes": 2 * gib}, {"duration": 1.0, "bytes": 2 * gib}]])
     assert [(op.seconds, op.gib_per_second) for op in ops] == [(4.0, 1.0), (1.0, 4.0)]
-    metric = checkpoint_metric(ops, [], 4 * gib)
+    metric = checkpoint_metric(ops, [], 4.0)
     assert metric == {"save_checkpoint_io_mean_GB_per_second": 2.5, "save_checkpoint_io_stdev_GB_per_second": 1.5,
                       "save_checkpoint_duration_mean_seconds": 2.5,
                       "save_checkpoint_duration_stdev_seconds": 1.5, "checkpoint_size_GB": 4.0}
@@ -56,8 +57,8 @@ def workload(folder, writes=2, reads=1):
 
 def test_checkpoint_only_run_with_two_ranks(tmp_path):
     out = tmp_path / "out"
-    summary = run_checkpoint_only(workload(str(tmp_path / "ckpt")), ranks=2, output=str(out), quiet=True,
-                                  drop_caches=True, scale=0.5)
+    summary = run_workload(workload(str(tmp_path / "ckpt")), ranks=2, output=str(out), quiet=True,
+                           drop_caches=True, checkpoint_scale=0.5)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["global_epoch1_step1", "global_epoch1_step2"]
     assert sorted(p.name for p in (tmp_path / "ckpt" / "global_epoch1_step1").iterdir()) == [
         "model_0_model_states.pt", "model_1_model_states.pt",
@@ -83,21 +84,21 @@ def test_recovery_rank_shift_on_one_host_reads_back_each_ranks_own_files(tmp_pat
     ranks-per-host is the rank itself, as in DLIO."""
     w = workload(str(tmp_path / "ckpt"))
     w.checkpoint.recovery_rank_shift = True
-    summary = run_checkpoint_only(w, ranks=2, output=str(tmp_path / "out"), quiet=True, scale=0.5)
+    summary = run_workload(w, ranks=2, output=str(tmp_path / "out"), quiet=True, checkpoint_scale=0.5)
     ranks = summary["dldriver"]["ranks"]
     assert [r["loads"][0]["bytes"] for r in ranks] == [r["bytes_per_checkpoint"] for r in ranks]
 
 
 def test_reads_beyond_writes_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="checkpoint.num_checkpoints_read"):
-        run_checkpoint_only(workload(str(tmp_path), writes=1, reads=2), ranks=2, quiet=True, output=str(tmp_path / "o"))
+        run_workload(workload(str(tmp_path), writes=1, reads=2), ranks=2, quiet=True, output=str(tmp_path / "o"))
     with pytest.raises(ConfigError, match="checkpoint.num_checkpoints_write"):
-        run_checkpoint_only(workload(str(tmp_path), writes=-1, reads=0), ranks=2, quiet=True, output=str(tmp_path / "o"))
+        run_workload(workload(str(tmp_path), writes=-1, reads=0), ranks=2, quiet=True, output=str(tmp_path / "o"))
 
 
 def test_bad_parallelism_fails_before_any_rank_starts(tmp_path):
     with pytest.raises(ConfigError, match="model.parallelism.tensor"):
-        run_checkpoint_only(workload(str(tmp_path)), ranks=3, quiet=True, output=str(tmp_path / "o"))
+        run_workload(workload(str(tmp_path)), ranks=3, quiet=True, output=str(tmp_path / "o"))
 
 
 @pytest.mark.parametrize("randomize", [True, False])
@@ -127,3 +128,32 @@ def test_dlio_test_checkpoint_epoch(tmp_path, framework, per_checkpoint, zero, r
     expected = {n: b for per_rank in checkpoint_layout(w, ranks) for n, b in per_rank}
     assert all(p.stat().st_size == expected[p.name] for p in files)
     assert summary["metric"]["save_checkpoint_duration_mean_seconds"] > 0
+
+
+def run_folder_files(ranks: int) -> list[str]:
+    """What docs/internals.md promises in every run folder, whatever the run kind."""
+    per_rank = [f"{r}_{name}" for r in range(ranks) for name in ("output.json", "per_epoch_stats.json")]
+    return sorted(["summary.json", "dlio.log", ".dldriver-run", *per_rank])
+
+
+@pytest.mark.parametrize("kind", ["train", "train+checkpoint", "checkpoint-only"])
+def test_every_run_kind_writes_the_same_run_folder(tmp_path, kind):
+    if kind == "checkpoint-only":
+        w = workload(str(tmp_path / "ckpt"), writes=1, reads=1)
+    else:
+        extra = ({"workflow": {"checkpoint": True},
+                  "checkpoint": {"checkpoint_folder": str(tmp_path / "ckpt"), "steps_between_checkpoints": 1}}
+                 if kind == "train+checkpoint" else {})
+        w = make_dataset(tmp_path, workload_doc(tmp_path / "d", "npy", files=2, samples=1, batch=1, **extra))
+    out = tmp_path / "out"
+    summary = run_workload(w, ranks=2, output=out, quiet=True, checkpoint_scale=0.5)
+    assert sorted(p.name for p in out.iterdir()) == run_folder_files(2)
+    log = (out / "dlio.log").read_text()
+    assert "[METRIC] Number of Simulated Accelerators: 2" in log
+    outputs = [json.loads((out / f"{r}_output.json").read_text()) for r in range(2)]
+    assert all(o["hostname"] == summary["hostname"] for o in outputs)
+    if kind != "train":
+        assert "Checkpoint save I/O Throughput (GB/second)" in log
+        assert summary["metric"]["save_checkpoint_duration_mean_seconds"] > 0
+    if kind == "checkpoint-only":
+        assert "Saved checkpoint 1/1" in log and "Loaded checkpoint 1/1" in log

@@ -10,7 +10,7 @@ WORKLOADS = Path(__file__).parents[1] / "configs" / "workloads"
 def test_json_output(capsys):
     assert main(["validate", str(WORKLOADS / "llama_70b.yaml"), "--ranks", "32", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"config", "plan", "config_hash", "source", "storage"}
+    assert set(data) == {"config", "plan", "config_hash", "source", "storage", "profiles"}
     assert data["source"].endswith("llama_70b.yaml") and len(data["config_hash"]) == 16
     assert data["plan"]["ranks"] == 32 and data["plan"]["checkpoint_bytes"] == 978372378624
     assert data["config"]["model"]["transformer"]["hidden_size"] == 8192

@@ -153,7 +153,38 @@ def test_object_cut_short_is_named_from_the_listing_alone(tmp_path, calls, store
     whole = storage.get(key)
     storage.put(key, whole[:-10])
     calls.clear()
-    with pytest.raises(DatasetError, match=re.escape(f"{uri}/{key}: {len(whole) - 10} bytes, the manifest says "
-                                                     f"{len(whole)} (cut short or replaced)")):
+    with pytest.raises(DatasetError, match=re.escape(f"{uri}/{key}: truncated ({len(whole) - 10} of "
+                                                     f"{len(whole)} bytes)")):
         open_dataset(w, need_eval=False)
     assert set(calls) == {("get", "manifest.json")}  # besides one listing per prefix, not counted here
+
+
+DAMAGES = {
+    "entry without key": (lambda m: m["files"][1].pop("key"), "files[1] has no key"),
+    "files not a list": (lambda m: m.update(files={"train": []}), "files is not a list (dict)"),
+    "count not a number": (lambda m: m.update(num_files_train="four"),
+                           "num_files_train is not a file count ('four')"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_manifest_is_one_line_in_verify_run_and_generate(tmp_path, damage):
+    import subprocess
+
+    from test_run_helpers import PYTHON, ROOT, write_config
+
+    doc = workload_doc(tmp_path / "d", files=2)
+    make_dataset(tmp_path, doc)
+    path = tmp_path / "d" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change, what = DAMAGES[damage]
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    config = str(write_config(tmp_path / "w.yaml", doc))
+    for command in (["verify"], ["run", "-o", str(tmp_path / "out")], ["generate", "-q"]):
+        done = subprocess.run([PYTHON, "-m", "dldriver.cli", *command, config], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode != 0, command
+        assert done.stderr.splitlines() == [
+            f"error: file://{path}: manifest.json is damaged: {what}; run `dldriver generate --force` to "
+            "rewrite the dataset"], command

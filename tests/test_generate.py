@@ -244,3 +244,19 @@ def test_a_big_manifest_is_written_compact(tmp_path):
         text = storage.get("manifest.json").decode()
         assert json.loads(text)["files"] == files
         assert (len(text.splitlines()) == 1) == one_line  # indented while a person would read it
+
+
+def test_a_manifest_that_names_its_dataset_hash_config_hash_is_still_this_dataset(tmp_path):
+    """Manifests before the rename record the dataset's hash as `config_hash`: resume and verify read it."""
+    w = workload(tmp_path, *ARGS)
+    generate_dataset(w, processes=1, progress=False)
+    storage = data_storage(tmp_path)
+    manifest = json.loads(storage.get("manifest.json"))
+    manifest["config_hash"] = manifest.pop("dataset_hash")
+    storage.put("manifest.json", json.dumps(manifest).encode())
+    before = _mtimes(tmp_path)
+    assert verify_dataset(w) == []
+    generate_dataset(w, processes=1, progress=False)
+    after = _mtimes(tmp_path)
+    assert {k: t for k, t in after.items() if k != "manifest.json"} == \
+        {k: t for k, t in before.items() if k != "manifest.json"}

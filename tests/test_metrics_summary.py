@@ -10,8 +10,7 @@ import pytest
 
 from dldriver.metrics.formulas import CheckpointOp, GiB, block_metrics, eval_metrics
 from dldriver.metrics.summary import (SUMMARY_KEYS, Phase, build_metric, build_summary, epoch_output,
-                                      epoch_stats, rank_output, staged_run_folder, timestamp,
-                                      write_run_folder)
+                                      epoch_stats, rank_output, staged_run_folder, timestamp)
 from dldriver.metrics.system import SystemSampler, host_info
 from dldriver.outputs import RUN_MARKER, write_marker
 
@@ -87,14 +86,6 @@ def test_rank_output_and_epoch_stats_shapes():
     assert stats["duration"] == "14.00" and stats["block1"]["duration"] == "10.00"
     assert STAMP.match(stats["eval"]["start"]) and stats["save_ckpt1"]["duration"] == 0.5
     assert stats["start"] == timestamp(100.0)
-
-
-def test_write_run_folder_writes_every_file(tmp_path):
-    out = write_run_folder(tmp_path / "run", summary(), {0: {"a": 1}, 1: {"a": 2}}, {0: {"1": {}}})
-    assert sorted(p.name for p in out.iterdir()) == [
-        ".dldriver-run", "0_output.json", "0_per_epoch_stats.json", "1_output.json", "summary.json"]
-    assert json.loads((out / "summary.json").read_text())["dldriver"] == {"bytes_read": 1234}
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
 def test_atomic_writer_leaves_nothing_final_on_error(tmp_path):

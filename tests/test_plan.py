@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from dldriver.checkpoint import checkpoint_layout
 from dldriver.config import derive_plan, load_workload
 from dldriver.errors import ConfigError
 
@@ -160,8 +161,22 @@ def test_dlio_older_checkpoint_keys_size_the_checkpoint():
     layers = 4 * (100 + 200) * 2            # layers 0..L+1 (embedding, 2 blocks, head), fp16
     optimizer = (1000 + 2000) * 2 * 4 + (1000 + 2000) * 4  # two moments of each group + their sum, fp32
     assert p.checkpoint_bytes == flat + layers + optimizer == 48640
-    from dldriver.checkpoint import checkpoint_layout
     w = load_workload(WORKLOADS / "default.yaml", ["workflow.checkpoint=True", "model.num_layers=2",
                                                    "model.layer_parameters=[100,200]",
                                                    "model.optimization_groups=[1000,2000]"])
     assert sum(n for files in checkpoint_layout(w, 1) for _, n in files) == p.checkpoint_bytes
+
+
+@pytest.mark.parametrize("name, ranks, overrides", [
+    ("llama_70b", 32, ()), ("llama_7b_zero3", 8, ()), ("llama_1t", 1024, ()),
+    ("llama_8b_zero3", 4, ("checkpoint.mode=subset", "model.parallelism.data=8"))])
+def test_planned_checkpoint_size_is_what_the_layout_writes(name, ranks, overrides):
+    """The layout is the one source of checkpoint sizes: the plan's bytes are the bytes of the tensor
+    files the ranks write (.pt, or tf_save's data files; for llama_1t, tensors split over 1024 ranks
+    round down, and the plan with them)."""
+    w = load_workload(WORKLOADS / f"{name}.yaml", ["workflow.train=False", "workflow.checkpoint=True", *overrides])
+    p = derive_plan(w, ranks)
+    world = ranks if w.checkpoint.mode != "subset" else 8
+    tensors = [n for files in checkpoint_layout(w, world) for name, n in files
+               if name.endswith((".pt", ".data-00000-of-00001"))]
+    assert p.checkpoint_bytes == sum(tensors) > 0

@@ -1,7 +1,9 @@
 """Find every run of a matrix and turn each summary.json into one flat row.
 
-A run lives at <workload>/<loader>/<backend>/r<ranks>/rep<k>/summary.json under the matrix folder
-(`checkpoint` stands in the loader's place for checkpoint-only workloads). Nothing is skipped
+Each run records its place in the matrix (workload, loader, backend, ranks, rep) in summary.json
+(`dldriver run --cell`, passed by the workflow); runs written before that are placed by their path,
+<workload>/<loader>/<backend>/r<ranks>/rep<k>/summary.json (`checkpoint` stands in the loader's place
+for checkpoint-only workloads). Nothing is skipped
 silently: a summary.json inside a partial folder (the engine's `<name>.partial-<pid>` or
 `<name>.old-<pid>` while it moves a run into place), one that cannot be read, one without the keys and
 numbers a finished run writes (FINISHED_KEYS), and a run whose {rank}_output.json is damaged are
@@ -42,16 +44,16 @@ def collect(results: Path, plans: dict | None = None) -> Collected:
         if any(PARTIAL.search(part) for part in path.relative_to(results).parts[:-1]):
             found.notes.append(f"{rel}: skipped, an incomplete run (partial folder)")
             continue
-        match = LAYOUT.match(rel)
-        if not match:
-            found.notes.append(f"{rel}: skipped, not at <workload>/<loader>/<backend>/r<N>/rep<k>/")
-            continue
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError) as err:
             found.notes.append(f"{rel}: skipped, unreadable ({err})")
             continue
-        keys = match.groupdict()
+        keys = _cell(summary, rel)
+        if keys is None:
+            found.notes.append(f"{rel}: skipped, no cell in summary.json and not at "
+                               "<workload>/<loader>/<backend>/r<N>/rep<k>/")
+            continue
         problem = summary_problem(summary, keys["loader"] == "checkpoint")
         if problem:
             found.notes.append(f"{rel}: skipped, not a finished run's summary ({problem})")
@@ -67,6 +69,20 @@ def collect(results: Path, plans: dict | None = None) -> Collected:
         found.rows.append(row)
         found.load_seconds[row["folder"]] = load_seconds
     return found
+
+
+CELL_KEYS = ("workload", "loader", "backend", "ranks", "rep")
+
+
+def _cell(summary: dict, rel: str) -> dict | None:
+    """The run's place in the matrix: as the run recorded it (`dldriver run --cell`), or, for runs
+    written before runs recorded it, read from the folder's path."""
+    ours = summary.get("dldriver") if isinstance(summary, dict) else None
+    cell = ours.get("cell") if isinstance(ours, dict) else None
+    if isinstance(cell, dict) and all(k in cell for k in CELL_KEYS):
+        return {k: str(cell[k]) for k in CELL_KEYS}
+    match = LAYOUT.match(rel)
+    return match.groupdict() if match else None
 
 
 # The keys every finished run's summary.json holds, with numbers (a training run, a checkpoint-only run).

@@ -1,4 +1,4 @@
-"""Value ranges and DLIO's cross-key rules (dlio.md §1.3), checked on a typed Workload.
+"""Value ranges and DLIO's cross-key rules (docs/dlio-facts.md §1), checked on a typed Workload.
 
 Each rule names the key paths it reads; a rule is skipped when one of those keys already has a type or
 enum problem, so a single mistake is reported once rather than echoed by every rule that reads it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from dldriver.config.profiles import PROFILE_RANGES
 from dldriver.config.uri import storage_problems
 
 Problem = tuple[str, str]
@@ -70,7 +71,7 @@ RANGES = {
     "output.exclude_start_steps": _at_least(0),
     "output.exclude_end_steps": _at_least(0),
     "metric.au": (lambda v: 0 < v <= 1, "must be a fraction in (0, 1], e.g. 0.90"),
-}
+} | PROFILE_RANGES
 KSM_RANGES = {
     "madv_mergeable_id": _at_least(0),
     "high_ram_trigger": _between(0, 100),

@@ -13,6 +13,7 @@ Steps, each a pure function of the data before it:
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -22,6 +23,7 @@ from dldriver.config.check import check_workload
 from dldriver.config.generations import fill_generation_defaults, generation_problem
 from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
+from dldriver.config.profiles import fold_framework_profiles
 from dldriver.config.schema import build_workload, path_problem
 from dldriver.config.yamlread import MAX_CONFIG_BYTES, DuplicateKeyError, check_size, parse_yaml
 from dldriver.errors import ConfigError
@@ -82,6 +84,19 @@ def load_workload(path, overrides=(), dlio_defaults: str = "head") -> Workload:
         raise ConfigError("the data nests too deeply (a YAML alias that contains itself?)", source) from None
 
 
+def load_workload_mapping(doc: dict, overrides=(), source: str = "<mapping>",
+                          dlio_defaults: str = "head") -> Workload:
+    """load_workload for a workload given as plain data (a dict as the YAML would give it)."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"expected a mapping of DLIO sections, got {type(doc).__name__}", source)
+    problem = generation_problem(dlio_defaults)
+    if problem:
+        raise ConfigError(problem)
+    if list(doc) == ["workload"]:
+        doc = doc["workload"]
+    return _load(source, list(overrides), dlio_defaults, copy.deepcopy(doc))
+
+
 def read_document(source: str) -> dict:
     """The workload mapping of a YAML file, unwrapped from a top-level `workload:` node if there is one."""
     try:
@@ -112,8 +127,8 @@ def read_document(source: str) -> dict:
     return doc
 
 
-def _load(source: str, overrides: list, dlio_defaults: str) -> Workload:
-    doc = read_document(source)
+def _load(source: str, overrides: list, dlio_defaults: str, doc: dict | None = None) -> Workload:
+    doc = read_document(source) if doc is None else doc
     doc, problems, origin = to_head(doc)
     hydra = {}
     for text in overrides:
@@ -135,6 +150,7 @@ def _load(source: str, overrides: list, dlio_defaults: str) -> Workload:
         if isinstance(doc["output"], dict):
             doc["output"]["folder"] = str(run_dir)
     problems += fold_stdev(doc, origin)
+    problems += fold_framework_profiles(doc, origin)
     written = frozenset(_leaves(doc))
     fill_generation_defaults(doc, dlio_defaults)
     workload, found = build_workload(doc)

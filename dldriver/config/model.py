@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from dldriver.config.profiles import PROFILE_ENUMS, JaxProfile, PyTorchProfile, TensorFlowProfile
 from dldriver.config.timespec import TimeSpec
 
 
@@ -17,6 +18,11 @@ class Parallelism:
     pipeline: int = 1
     data: int = -1
     zero_stage: int = 0
+
+    @property
+    def model_parallel(self) -> int:
+        """tensor x pipeline: the ranks one copy of the model spans (world sizes are multiples of it)."""
+        return self.tensor * self.pipeline
 
 
 @dataclass
@@ -193,6 +199,10 @@ class Workload:
     output: Output = field(default_factory=Output)
     profiling: Profiling = field(default_factory=Profiling)
     metric: Metric = field(default_factory=Metric)
+    # dl-driver's framework profiles (config/profiles.py); `framework_profiles:` folds into these.
+    pytorch_config: PyTorchProfile = field(default_factory=PyTorchProfile)
+    tensorflow_config: TensorFlowProfile = field(default_factory=TensorFlowProfile)
+    jax_config: JaxProfile = field(default_factory=JaxProfile)
     # Where the workload was read from: reported, but not a config key, so not part of the config hash.
     source: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
     # The key paths the file and overrides gave (HEAD spellings): rules about keys a run does not use
@@ -203,7 +213,9 @@ class Workload:
 
 
 SHUFFLE_MODES = ("off", "seed", "random")
-DTYPES = ("fp16", "bf16", "fp32", "fp64", "int8", "uint8")
+# DLIO's model_datatype / optimizer_datatype names and the bytes of one element of each.
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
+DTYPES = tuple(DTYPE_BYTES)
 
 # Allowed values per key path. data_loader adds dl-driver's own `native` and `jax` to DLIO's list.
 ENUMS: dict[str, tuple[Any, ...]] = {
@@ -224,4 +236,4 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "checkpoint.type": ("rank_zero", "all_ranks"),
     "checkpoint.mode": ("default", "subset"),
     "profiling.profiler": ("none", "iostat", "darshan", "tensorboard"),
-}
+} | PROFILE_ENUMS

@@ -1,7 +1,7 @@
 """The derived plan of a workload for a number of ranks: a pure function of the config.
 
 Steps follow DLIO's formula, floor(files * samples_per_file / (batch_size * ranks)), capped by
-train.total_training_steps, without HEAD's file trimming (dlio.md §10): every rank owns floor(T / ranks)
+train.total_training_steps, without HEAD's file trimming (docs/dlio-facts.md §4): every rank owns floor(T / ranks)
 samples and runs the same number of full batches. Checks that need the rank count (DLIO's world-size
 rules, the step cap) are made here and raise ConfigError.
 """
@@ -12,12 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from dldriver.config.checkpoint_sizes import checkpoint_bytes as tensor_bytes, transformer_params
 from dldriver.errors import ConfigError
-
-ITEMSIZE = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1, "uint8": 1}
-# DLIO writes three optimizer groups per rank, each of P' parameters followed by one of 5*hidden_size.
-OPTIMIZER_GROUPS = 3
-EXTRA_PER_GROUP = 5
 
 
 @dataclass(frozen=True)
@@ -51,10 +47,10 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     d, r = workload.dataset, workload.reader
     total_train = d.num_files_train * d.num_samples_per_file
     total_eval = d.num_files_eval * d.num_samples_per_file
-    max_steps = total_train // (r.batch_size * ranks)
+    max_steps = steps_per_epoch(total_train, ranks, r.batch_size)
     cap = workload.train.total_training_steps
     steps = min(max_steps, cap) if cap > 0 else max_steps
-    eval_steps = total_eval // (r.batch_size_eval * ranks)
+    eval_steps = steps_per_epoch(total_eval, ranks, r.batch_size_eval)
     if workload.workflow.train:
         problems += _train_problems(total_train, max_steps, cap, r.batch_size, ranks)
     if workload.workflow.evaluation and eval_steps == 0:
@@ -63,7 +59,7 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     if problems:
         raise ConfigError(problems, workload.source)
     size = sample_bytes(workload)
-    params = transformer_parameters(workload) if workload.model.type == "transformer" else 0
+    params = transformer_params(workload.model) if workload.model.type == "transformer" else 0
     return Plan(
         ranks=ranks,
         total_samples_train=total_train,
@@ -84,6 +80,11 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     )
 
 
+def steps_per_epoch(total_samples: int, ranks: int, batch_size: int) -> int:
+    """Full batches every rank can run: floor(T / (batch * ranks)) (docs/dlio-facts.md §0)."""
+    return total_samples // (batch_size * ranks)
+
+
 def sample_bytes(workload) -> float:
     """Bytes of one sample: prod(record_dims) * itemsize when dims are given, else record_length_bytes."""
     d = workload.dataset
@@ -94,44 +95,18 @@ def sample_bytes(workload) -> float:
     return float(math.prod(d.record_dims) * itemsize)
 
 
-def transformer_parameters(workload) -> int:
-    """DLIO's count: 2*V*H + L*(2H + H*(H + 2*dkv) + H^2 + 3*H*F) + H, with dkv = H / heads * kv_heads."""
-    t, layers = workload.model.transformer, workload.model.num_layers
-    h, f, v = t.hidden_size, t.ffn_hidden_size, t.vocab_size
-    dkv = h * t.num_kv_heads // t.num_attention_heads
-    return 2 * v * h + layers * (2 * h + h * (h + 2 * dkv) + h * h + 3 * h * f) + h
-
-
 def checkpoint_bytes(workload, ranks: int) -> int:
-    """Bytes of one checkpoint summed over ranks.
-
-    Flat models: model_size_bytes, plus, in DLIO's older form, the layer and optimizer files that
-    num_layers, layer_parameters and optimization_groups describe. Transformers: the model in
-    model_datatype, plus three optimizer groups of all parameters and three of 5*H per optimizer-writing
-    rank in optimizer_datatype. With ZeRO > 0 every data-parallel rank writes optimizer state; with
-    ZeRO 0 only the first tensor*pipeline ranks do. In subset mode this is the checkpoint of the whole
-    emulated tensor * pipeline * data job.
-    """
-    m = workload.model
-    p = m.parallelism
-    model_parallel = p.tensor * p.pipeline
-    world = model_parallel * p.data if workload.checkpoint.mode == "subset" else ranks
-    if m.type != "transformer":
-        if m.num_layers <= 0 and not m.optimization_groups:
-            return m.model_size_bytes
-        # DLIO's older form: layers (sized by layer_parameters) and optimizer groups (optimization_groups)
-        # beside the flat model; the files the checkpoint writes are its size.
-        from dldriver.checkpoint.layout import checkpoint_layout
-        return sum(nbytes for files in checkpoint_layout(workload, world) for _, nbytes in files)
-    params = transformer_parameters(workload)
-    writers = world if p.zero_stage > 0 else model_parallel
-    extras = writers * OPTIMIZER_GROUPS * EXTRA_PER_GROUP * m.transformer.hidden_size
-    return params * ITEMSIZE[m.model_datatype] + (OPTIMIZER_GROUPS * params + extras) * ITEMSIZE[m.optimizer_datatype]
+    """Bytes of one checkpoint summed over ranks: the tensors of config.checkpoint_sizes (which the
+    checkpoint layout writes). In subset mode, the checkpoint of the whole emulated tensor * pipeline *
+    data job."""
+    p = workload.model.parallelism
+    world = p.model_parallel * p.data if workload.checkpoint.mode == "subset" else ranks
+    return tensor_bytes(workload, world)
 
 
 def _world_problems(workload, ranks: int) -> list[str]:
     p = workload.model.parallelism
-    model_parallel = p.tensor * p.pipeline
+    model_parallel = p.model_parallel
     # DLIO checks this even when checkpointing is off.
     if ranks % model_parallel:
         return [f"model.parallelism.tensor * model.parallelism.pipeline = {p.tensor} * {p.pipeline} = "

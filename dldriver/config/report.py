@@ -3,22 +3,25 @@ from __future__ import annotations
 
 import json
 
+from dldriver.config.profiles import profile_report
 from dldriver.config.resolved import config_hash, resolved_dict
 from dldriver.config.uri import checkpoint_uri, dataset_uri
-
-GIB = 1024**3
+from dldriver.units import GiB
 # Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
 TIME_KEYS = ("train.computation_time", "evaluation.eval_time", "reader.preprocess_time")
 
 
 def render_validation(workload, plan, as_json: bool = False) -> str:
-    """JSON {"config", "plan", "config_hash", "source", "storage"}, or a readable two-column table."""
+    """JSON {"config", "plan", "config_hash", "source", "storage", "profiles"}, or a readable table.
+
+    profiles: per framework, each profile key's resolved value and where it came from."""
     data = {
         "config": resolved_dict(workload),
         "plan": plan.to_dict(),
         "config_hash": config_hash(workload),
         "source": workload.source,
         "storage": {"dataset_uri": dataset_uri(workload), "checkpoint_uri": checkpoint_uri(workload)},
+        "profiles": profile_report(workload),
     }
     if as_json:
         return json.dumps(data, indent=2)
@@ -27,6 +30,9 @@ def render_validation(workload, plan, as_json: bool = False) -> str:
     lines = _table("", rows)
     lines += _table(f"plan for {plan.ranks} rank(s)", [(k, _show_plan(k, v)) for k, v in data["plan"].items()])
     lines += _table("resolved config", list(_flatten(data["config"], "")))
+    for framework, keys in data["profiles"].items():
+        lines += _table(f"{framework} profile (value, from)",
+                        [(k, f"{_show(v['value'])}  ({v['from']})") for k, v in keys.items()])
     return "\n".join(lines)
 
 
@@ -46,8 +52,8 @@ def _flatten(data: dict, prefix: str):
 
 
 def _show_plan(key: str, value):
-    if "bytes" in key and key != "sample_bytes" and value >= GIB:
-        return f"{value} ({value / GIB:.2f} GiB)"
+    if "bytes" in key and key != "sample_bytes" and value >= GiB:
+        return f"{value} ({value / GiB:.2f} GiB)"
     if "seconds" in key:
         return f"{value:.3f}"
     return value

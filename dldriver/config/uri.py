@@ -13,7 +13,7 @@ import posixpath
 import re
 
 from dldriver.errors import ConfigError
-from dldriver.storage.names import ROOT_NAME_PROBLEM
+from dldriver.config.names import ROOT_NAME_PROBLEM
 
 KNOWN_SCHEMES = ("file", "direct", "s3", "az")
 SCHEME_OF_STORAGE = {"local_fs": "file", "direct": "direct", "s3": "s3", "azure": "az"}

@@ -14,7 +14,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from dldriver.config.uri import dataset_uri, storage_options
+from dldriver.dataset.compare import compare
 from dldriver.errors import DatasetError
+from dldriver.formats.layout import dataset_files, discover_files
+from dldriver.manifest import load_manifest, signature_differences
+from dldriver.storage import open_storage
 
 GENERATE_HINT = "run `dldriver generate` with the same config and overrides first"
 _SPLIT_COUNT = {"train": "num_files_train", "valid": "num_files_eval"}
@@ -38,16 +43,11 @@ class Dataset:
 
 
 def _open(uri: str, options: dict):
-    from dldriver.storage import open_storage
-
     return open_storage(uri, options)
 
 
 def open_dataset(workload, need_eval: bool) -> Dataset:
     """The workload's dataset, checked against its manifest (or discovered without one)."""
-    from dldriver.config.uri import dataset_uri, storage_options
-    from dldriver.manifest import load_manifest
-
     uri = dataset_uri(workload)
     factory = functools.partial(_open, uri, storage_options(workload))
     storage = factory()
@@ -62,8 +62,6 @@ def open_dataset(workload, need_eval: bool) -> Dataset:
 
 def _discovered(storage, workload, splits) -> tuple[dict, list[str]]:
     """The files of a dataset without a manifest (DLIO's), found by listing as DLIO finds them."""
-    from dldriver.formats.layout import discover_files
-
     files = {}
     for split in splits:
         try:
@@ -78,9 +76,6 @@ def _discovered(storage, workload, splits) -> tuple[dict, list[str]]:
 
 def _checked(storage, workload, splits, manifest: dict) -> tuple[dict, list[str]]:
     """The files the run reads, after checking signature, counts and presence against the manifest."""
-    from dldriver.formats.layout import dataset_files
-    from dldriver.manifest import signature_differences
-
     differences = signature_differences(manifest, workload)
     if differences:
         raise DatasetError(f"{storage.uri}: the dataset does not match the config ({'; '.join(differences)}); "
@@ -109,30 +104,21 @@ def _generated_workload(workload, manifest: dict):
     return dataclasses.replace(workload, dataset=dataclasses.replace(workload.dataset, **counts))
 
 
-def needed_entries(manifest: dict, data_keys: list[str]) -> tuple[list[dict], list[str]]:
-    """(manifest entries of these data files and their index files, data keys the manifest lacks)."""
+def needed_entries(manifest: dict, data_keys: list[str]) -> list[dict]:
+    """The manifest entries of these data files and of their index files."""
     wanted = set(data_keys)
-    entries = [e for e in manifest["files"] if e.get("index_of", e["key"]) in wanted]
-    listed = {e["key"] for e in entries}
-    return entries, [k for k in data_keys if k not in listed]
+    return [e for e in manifest["files"] if e.get("index_of", e["key"]) in wanted]
 
 
 def _check_present(storage, manifest: dict, data_keys: list[str]) -> None:
     """Every file the run reads (and its index files) is in the manifest and in one listing per prefix,
     with the manifest's size where the listing tells sizes."""
-    entries, ungenerated = needed_entries(manifest, data_keys)
-    problems = [f"{storage.key_uri(k)}: not generated (absent from the manifest)" for k in ungenerated]
+    entries = needed_entries(manifest, data_keys)
     listed: dict[str, int | None] = {}
     # One listing per top-level folder (train/, valid/, index/): a paginated scan, not a stat per file.
     for prefix in sorted({e["key"].split("/", 1)[0] + "/" for e in entries}):
         listed.update(storage.listing(prefix))
-    for entry in entries:
-        key, size = entry["key"], listed.get(entry["key"], -1)
-        if size == -1:
-            problems.append(f"{storage.key_uri(key)}: missing")
-        elif size is not None and size != entry["size"]:
-            problems.append(f"{storage.key_uri(key)}: {size} bytes, the manifest says {entry['size']} "
-                            "(cut short or replaced)")
+    problems = [m.message(storage.key_uri) for m in compare(listed, entries, expected=data_keys)]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise DatasetError(f"{storage.uri}: the dataset does not match its manifest ({shown}); {GENERATE_HINT}")

@@ -1,4 +1,4 @@
-"""The emulation loop of one rank, with DLIO's semantics (reference/dlio.md sections 0 and 5).
+"""The emulation loop of one rank, with DLIO's semantics (docs/dlio-facts.md §0 and §5).
 
 Per epoch: (optionally) drop the page cache, barrier, then for each step: wait for the batch (load),
 sleep a computation_time draw (compute), barrier (DLIO's stand-in for the all-reduce), and a step
@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from dldriver.engine.checkpointing import should_checkpoint_after_epoch, should_checkpoint_after_step
 from dldriver.engine.ranks import Comm
 from dldriver.engine.sampler import Sampler, coverage
 from dldriver.errors import DlDriverError
@@ -53,18 +54,9 @@ class EpochRecord:
     coverage: Optional[dict] = None                   # rank 0 only
 
 
-class _Barrier:
-    """The `.wait()` object dldriver.checkpoint expects, over a Comm."""
-
-    def __init__(self, comm: Comm):
-        self.wait = comm.barrier
-
-
 def run_epochs(comm: Comm, workload, plan: RankPlan, train_loader, eval_loader=None,
                checkpointer=None) -> list[EpochRecord]:
     """All epochs of one rank; each record's coverage is filled on rank 0."""
-    from dldriver.checkpoint import should_checkpoint_after_epoch, should_checkpoint_after_step
-
     rng = np.random.default_rng([workload.train.seed % 2**63, comm.rank])
     records = []
     for epoch in range(1, plan.epochs + 1):
@@ -152,7 +144,7 @@ def _emulate(seconds: float) -> None:
 
 def _checkpoint(comm, checkpointer, record, epoch, step):
     name = f"save_ckpt{len(record.checkpoints) + 1}"
-    record.checkpoints.append((name, checkpointer.save(epoch, step, _Barrier(comm))))
+    record.checkpoints.append((name, checkpointer.save(epoch, step, comm.barrier)))
 
 
 def _eval_due(evaluation, epoch: int) -> bool:

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import queue
 import resource
+import socket
 import sys
 import threading
 import time
@@ -52,6 +53,12 @@ class Comm:
     @property
     def kind(self) -> str:
         return "single"
+
+
+def ranks_on_this_host(comm: Comm) -> int:
+    """How many ranks run on this rank's host (a collective: every rank calls it)."""
+    hosts = comm.bcast(comm.gather(socket.gethostname()))
+    return hosts.count(socket.gethostname())
 
 
 def launcher_world() -> Optional[tuple[int, int]]:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
+from dldriver.config import config_hash, resolved_dict
 from dldriver.metrics import caching
 from dldriver.metrics import formulas as F
 from dldriver.metrics import summary as S
+from dldriver.units import GiB
 
-GiB = 1024**3
 log = logging.getLogger("dldriver")
 
 
@@ -62,28 +64,73 @@ def build_report(spec, gathered: list[dict], start: float, end: float, comm_kind
     for r, rank in zip(gathered, per_rank):
         outputs[r["rank"]] = S.rank_output({e: S.epoch_output(rec.phases, rank[e])
                                             for e, rec in enumerate(r["records"], 1)}, r["host"], size_gb)
-        stats[r["rank"]] = {str(e): S.epoch_stats(rec.start, rec.end, rec.phases, _ckpt_spans(rec))
+        stats[r["rank"]] = {str(e): S.epoch_stats(rec.start, rec.end, rec.phases, _ckpt_spans(rec.checkpoints))
                             for e, rec in enumerate(r["records"], 1)}
     return {"summary": summary, "outputs": outputs, "stats": stats}
 
 
+def build_checkpoint_report(spec, gathered: list[dict], start: float, end: float, comm_kind: str) -> dict:
+    """summary.json and the per-rank files of a checkpoint-only run (engine.checkpointing's records)."""
+    workload = spec.workload
+    ds = workload.dataset
+    saves = combine_ops([r["saves"] for r in gathered])
+    loads = combine_ops([r["loads"] for r in gathered])
+    total = sum(r["bytes_per_checkpoint"] for r in gathered)
+    hosts = list({r["host"]["hostname"]: r["host"] for r in gathered}.values())
+    summary = S.build_summary(
+        start=start, end=end, num_accelerators=spec.ranks, num_hosts=len(hosts), hosts=hosts,
+        num_files_train=ds.num_files_train, num_files_eval=ds.num_files_eval,
+        num_samples_per_file=ds.num_samples_per_file, data_size_per_host_GB=0.0, epochs=0,
+        metric=S.checkpoint_metric(saves, loads, total / GiB),
+        dldriver=_checkpoint_ours(spec, gathered, saves, loads, total, comm_kind))
+    outputs = {r["rank"]: S.rank_output({}, r["host"], 0.0) for r in gathered}
+    stats = {r["rank"]: {"1": S.epoch_stats(r["start"], r["end"], {}, _ckpt_spans(
+        [(f"save_ckpt{i}", op) for i, op in enumerate(r["saves"], 1)]
+        + [(f"load_ckpt{i}", op) for i, op in enumerate(r["loads"], 1)]))} for r in gathered}
+    return {"summary": summary, "outputs": outputs, "stats": stats}
+
+
+def _checkpoint_ours(spec, gathered, saves, loads, total: int, comm_kind: str) -> dict:
+    """The `dldriver` section of a checkpoint-only run."""
+    def ops(combined):
+        return [{"seconds": op.seconds, "bytes": op.bytes, "GB_per_second": op.gib_per_second} for op in combined]
+
+    ranks = [{k: v for k, v in r.items() if k != "host"} for r in gathered]
+    return {
+        "version": version("dldriver"),
+        "mode": "checkpoint_only",
+        "rank_sync": comm_kind,
+        "checkpoint_scale": spec.checkpoint_scale,
+        "checkpoint_bytes": total,
+        "checkpoint_files": sum(r["files"] for r in gathered),
+        "fsync": spec.workload.checkpoint.fsync,
+        "drop_caches": gathered[0]["drop_caches"],
+        "saves": ops(saves),
+        "loads": ops(loads),
+        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in gathered),
+        "ranks": ranks,
+        "cell": spec.cell,
+    }
+
+
+def combine_ops(per_rank_records: list[list[dict]]) -> list:
+    """Per operation i, MLPerf's rule over ranks: the slowest rank's duration, all ranks' bytes."""
+    return [F.checkpoint_op([r["duration"] for r in op], [r["bytes"] for r in op])
+            for op in zip(*per_rank_records)]
+
+
 def _checkpoint_ops(gathered) -> list:
-    per_rank = [[rec for e in r["records"] for _, rec in e.checkpoints] for r in gathered]
-    return [F.checkpoint_op([r[i]["duration"] for r in per_rank], [r[i]["bytes"] for r in per_rank])
-            for i in range(len(per_rank[0]))]
+    return combine_ops([[rec for e in r["records"] for _, rec in e.checkpoints] for r in gathered])
 
 
-def _ckpt_spans(record) -> dict:
+def _ckpt_spans(checkpoints) -> dict:
+    """(name, Checkpointer record) pairs -> name: (start, end, GiB/s) for epoch_stats."""
     return {name: (c["start"], c["end"], c["bytes"] / GiB / c["duration"] if c["duration"] > 0 else 0.0)
-            for name, c in record.checkpoints}
+            for name, c in checkpoints}
 
 
 def _ours(spec, gathered, comm_kind) -> dict:
     """The `dldriver` section: what DLIO does not report."""
-    from importlib.metadata import version
-
-    from dldriver.config import config_hash, resolved_dict
-
     workload = spec.workload
     epochs = []
     for e in range(workload.train.epochs):
@@ -120,6 +167,7 @@ def _ours(spec, gathered, comm_kind) -> dict:
         "config_hash": config_hash(workload),
         "config": resolved_dict(workload),
         "manifest": _manifest_summary(spec.dataset.manifest),
+        "cell": spec.cell,
     }
 
 
@@ -149,10 +197,31 @@ def write_report(folder: Path, report: dict) -> None:
 
 def print_summary(summary: dict, out: Path) -> None:
     """DLIO's closing lines, on stdout and in dlio.log (not twice on the console)."""
+    lines = _summary_lines(summary) + [f"Results: {out}"]
+    for line in lines:
+        log.info("[METRIC] %s", line, extra={"file_only": True})
+        print(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def _summary_lines(summary: dict) -> list[str]:
     m = summary["metric"]
     ours = summary["dldriver"]
+    lines = [f"Number of Simulated Accelerators: {summary['num_accelerators']}"]
+    if "train_au_mean_percentage" in m:
+        lines += _train_lines(m, ours)
+    if "save_checkpoint_io_mean_GB_per_second" in m:
+        lines += [f"Checkpoint size (GB): {m['checkpoint_size_GB']:.4f}",
+                  f"Checkpoint save duration (seconds): {m['save_checkpoint_duration_mean_seconds']:.4f}",
+                  f"Checkpoint save I/O Throughput (GB/second): {m['save_checkpoint_io_mean_GB_per_second']:.4f}"]
+    if "load_checkpoint_io_mean_GB_per_second" in m:
+        lines += [f"Checkpoint load duration (seconds): {m['load_checkpoint_duration_mean_seconds']:.4f}",
+                  f"Checkpoint load I/O Throughput (GB/second): {m['load_checkpoint_io_mean_GB_per_second']:.4f}"]
+    return lines
+
+
+def _train_lines(m: dict, ours: dict) -> list[str]:
     lines = [
-        f"Number of Simulated Accelerators: {summary['num_accelerators']}",
         f"Training Accelerator Utilization [AU] (%): {m['train_au_mean_percentage']:.4f} "
         f"({m['train_au_stdev_percentage']:.4f})",
         f"Training Throughput (samples/second): {m['train_throughput_mean_samples_per_second']:.4f} "
@@ -164,13 +233,5 @@ def print_summary(summary: dict, out: Path) -> None:
     if "eval_au_mean_percentage" in m:
         lines += [f"Eval Accelerator Utilization [AU] (%): {m['eval_au_mean_percentage']:.4f}",
                   f"Eval Throughput (samples/second): {m['eval_throughput_mean_samples_per_second']:.4f}"]
-    if "save_checkpoint_io_mean_GB_per_second" in m:
-        lines += [f"Checkpoint save duration (seconds): {m['save_checkpoint_duration_mean_seconds']:.4f}",
-                  f"Checkpoint save I/O Throughput (GB/second): {m['save_checkpoint_io_mean_GB_per_second']:.4f}"]
-    lines += [f"Bytes read: {ours['bytes_read']} ({ours['true_MB_per_second']:.2f} MB/second read)",
-              f"Coverage: {'every sample read exactly once per epoch' if ours['coverage_ok'] else 'FAILED'}",
-              f"Results: {out}"]
-    for line in lines:
-        log.info("[METRIC] %s", line, extra={"file_only": True})
-        print(line, file=sys.stdout)
-    sys.stdout.flush()
+    return lines + [f"Bytes read: {ours['bytes_read']} ({ours['true_MB_per_second']:.2f} MB/second read)",
+                    f"Coverage: {'every sample read exactly once per epoch' if ours['coverage_ok'] else 'FAILED'}"]

@@ -1,4 +1,6 @@
-"""`dldriver run`: check the dataset, run the emulation loop on every rank, write the run folder.
+"""`dldriver run`: the one run driver. As DLIO's benchmark run, it branches into training (the dataset
+checked, the emulation loop on every rank, checkpoints when scheduled) or checkpoint-only (writes, then
+reads); both write the same run folder.
 
 Rank 0 writes the whole folder (summary.json, {rank}_output.json, {rank}_per_epoch_stats.json, dlio.log)
 into a staged folder that is moved into place only when the run completed; a run that fails leaves no
@@ -17,20 +19,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from dldriver.config import derive_plan
+from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
+from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
+from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
 from dldriver.engine.sampler import Sampler, fresh_entropy
+from dldriver.engine.source import open_source
 from dldriver.errors import ConfigError, DlDriverError
+from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
+from dldriver.metrics import caching
 from dldriver.metrics.outdir import check_results_room, results_write_errors
+from dldriver.metrics.summary import staged_run_folder
+from dldriver.metrics.system import SystemSampler, host_info
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
-from dldriver.resources import check_file_list, check_sample_memory
+from dldriver.dataset.resources import check_file_list, check_sample_memory
 from dldriver.redact import RedactingFilter
 
 log = logging.getLogger("dldriver")
-FRAMEWORK_MODULES = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax", "native": None}
 
 
 @dataclass
@@ -46,25 +56,29 @@ class RunSpec:
     drop_caches: bool
     quiet: bool
     checkpoint_scale: float
+    cell: Optional[dict] = None  # the run's place in a matrix (--cell), recorded in summary.json
 
 
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
-                 quiet: bool = False, checkpoint_scale: float = 1.0) -> Optional[dict]:
-    """Run a workload; rank 0 returns the summary (None on other ranks and under MPI on them)."""
+                 quiet: bool = False, checkpoint_scale: float = 1.0, cell: Optional[dict] = None) -> Optional[dict]:
+    """Run a workload (training, with checkpoints when scheduled, or checkpoint-only); rank 0 returns
+    the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
     size = world_size(ranks)
     check_results_room(output or workload.output.folder or "output")
     check_file_list(workload)
     check_sample_memory(workload)
     if not wf.train:
-        if wf.checkpoint:
-            from dldriver.checkpoint import run_checkpoint_only
-
-            return run_checkpoint_only(workload, ranks=size, output=output, drop_caches=drop_caches,
-                                       quiet=quiet, scale=checkpoint_scale)
-        raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
-                          "(datasets are written by `dldriver generate`)")
-    _check_loader(workload.reader.data_loader)
+        if not wf.checkpoint:
+            raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
+                              "(datasets are written by `dldriver generate`)")
+        check_checkpoint_only(workload, size, checkpoint_scale)
+        out = check_run_folder(output or workload.output.folder or "output")
+        check_checkpoint_folder(checkpoint_uri(workload))
+        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
+        return launch(functools.partial(_rank_main, spec=spec), size)
+    workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
+    check_loader(workload.reader.data_loader)
     if drop_caches and os.geteuid() != 0:
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
@@ -75,7 +89,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
-    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale)
+    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell)
     return launch(functools.partial(_rank_main, spec=spec), size)
 
 
@@ -95,19 +109,8 @@ def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
     return comm.bcast(open_dataset(workload, need_eval) if comm.rank == 0 else None)
 
 
-def _check_loader(name: str) -> None:
-    from dldriver.loaders import LOADERS, UNSUPPORTED
-
-    if name in UNSUPPORTED:
-        raise ConfigError(f"reader.data_loader: {name!r} is not supported: {UNSUPPORTED[name]}")
-    if name not in LOADERS:
-        raise ConfigError(f"reader.data_loader: {name!r} is not one of {', '.join(LOADERS)}")
-
-
 def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
     """(training steps per epoch per rank, eval steps): the plan's, with total_training_steps applied."""
-    from dldriver.config import derive_plan
-
     plan = derive_plan(workload, ranks)
     return plan.steps_per_epoch, plan.eval_steps_per_epoch if need_eval else 0
 
@@ -118,9 +121,7 @@ def _rank0_folder(comm: Comm, out: Path):
     if comm.rank != 0:
         yield None
         return
-    from dldriver.metrics.summary import staged_run_folder
-
-    with results_write_errors(out), staged_run_folder(out) as folder:
+    with staged_run_folder(out) as folder:
         yield folder
 
 
@@ -163,48 +164,60 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
 
 
 def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
-    from dldriver.metrics.system import SystemSampler, host_info
-
-    workload = spec.workload
-    if spec.dataset is None:
-        spec = replace(spec, dataset=_shared_dataset(comm, workload, _needs_eval(workload)))
-    rd = workload.reader
-    shuffled = "random" in (rd.file_shuffle, rd.sample_shuffle)
-    entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
+    """One rank of any run kind: the staged folder and dlio.log on rank 0, the rank's work, then rank 0
+    gathers every rank's results and writes the run folder."""
+    train = spec.workload.workflow.train
+    if train and spec.dataset is None:
+        spec = replace(spec, dataset=_shared_dataset(comm, spec.workload, _needs_eval(spec.workload)))
     with _rank0_folder(comm, spec.output) as folder, _logging(folder, spec, comm.rank):
         start = time.time()
         if comm.rank == 0:
-            _announce(spec)
-            write_resolved_config(folder, workload)
-        plan = RankPlan(
-            epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
-            train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
-            eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
-            if spec.eval_steps else None,
-            drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
-            progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
-        with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
-            records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
-        mine = {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
-                "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
-                "framework": _framework_version(rd.data_loader)}
+            write_resolved_config(folder, spec.workload)  # with ++hydra.output_subdir, as DLIO's Hydra
+        mine = _train_rank(comm, spec) if train else _checkpoint_only_rank(comm, spec)
         gathered = comm.gather(mine)
         if comm.rank != 0:
             return None
-        from dldriver.engine.report import build_report, print_summary, write_report
-
-        report = build_report(spec, gathered, start, time.time(), comm.kind)
+        build = build_report if train else build_checkpoint_report
+        report = build(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
         print_summary(report["summary"], spec.output)
         return report["summary"]
 
 
+def _train_rank(comm: Comm, spec: RunSpec) -> dict:
+    """This rank's epochs, and what rank 0 needs of them for the report."""
+    workload = spec.workload
+    rd = workload.reader
+    shuffled = "random" in (rd.file_shuffle, rd.sample_shuffle)
+    entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
+    if comm.rank == 0:
+        _announce(spec)
+    plan = RankPlan(
+        epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
+        train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
+        eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
+        if spec.eval_steps else None,
+        drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
+        progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
+    with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
+        records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
+    return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
+            "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
+            "framework": _framework_version(rd.data_loader)}
+
+
+def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
+    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale)
+    if comm.rank == 0:
+        log.info("Running checkpoint-only %s on %d rank(s) to %s", spec.workload.model.name, spec.ranks,
+                 checkpointer.storage.uri)
+    mine = checkpoint_only_rank(comm, spec.workload, checkpointer, spec.drop_caches)
+    return mine | {"host": host_info()}
+
+
 @contextmanager
 def _loaders(spec: RunSpec, comm: Comm):
     """The train and eval loaders (framework imported here, inside the rank) and the checkpointer."""
-    from dldriver.engine.source import open_source
-    from dldriver.loaders import make_loader
-
     workload = spec.workload
     rd = workload.reader
     train = make_loader(rd.data_loader, open_source(workload, "train", spec.dataset.train_files,
@@ -216,11 +229,7 @@ def _loaders(spec: RunSpec, comm: Comm):
             evaluation = make_loader(rd.data_loader, open_source(workload, "valid", spec.dataset.eval_files,
                                                                  spec.dataset.open_storage), rd)
         if workload.workflow.checkpoint:
-            from dldriver.checkpoint import Checkpointer
-            from dldriver.checkpoint.runner import ranks_per_host
-
-            checkpointer = Checkpointer(workload, comm.rank, comm.size, spec.checkpoint_scale,
-                                        ranks_per_host=ranks_per_host(comm, workload))
+            checkpointer = open_checkpointer(comm, workload, spec.checkpoint_scale)
         yield train, evaluation, checkpointer
     finally:
         for loader in (train, evaluation):
@@ -229,18 +238,13 @@ def _loaders(spec: RunSpec, comm: Comm):
 
 
 def _cache_dropper(spec: RunSpec):
-    from dldriver.metrics.caching import drop_caches
-
     if not spec.dataset.local_paths():
         log.warning("--drop-caches: %s is an object store; its server's cache is out of reach",
                     spec.dataset.uri)
-    return drop_caches
+    return caching.drop_caches
 
 
 def _announce(spec: RunSpec) -> None:
-    from dldriver.metrics import caching
-    from dldriver.metrics.system import host_info
-
     for warning in spec.dataset.warnings:
         log.warning("%s", warning)
     ds = spec.workload.dataset
@@ -256,7 +260,7 @@ def _announce(spec: RunSpec) -> None:
 
 
 def _framework_version(loader: str) -> dict:
-    module = FRAMEWORK_MODULES.get(loader)
+    module = LOADER_MODULES.get(loader)
     versions = {"python": platform.python_version()}
     for name in ("numpy", module):
         if name and name in sys.modules:

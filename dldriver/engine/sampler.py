@@ -20,7 +20,7 @@ which samples each rank reads. sample_shuffle permutes the order inside a rank's
 is the same set of samples), so a rank keeps its locality: with sample_shuffle off, a file's samples
 stay consecutive and a reader can fetch a multi-sample file once for all of them.
 
-Unlike DLIO (reference/dlio.md section 10): every rank keeps its offset (no iterative-sampler overlap),
+Unlike DLIO (docs/dlio-facts.md §4): every rank keeps its offset (no iterative-sampler overlap),
 sample_shuffle really reorders, and no files are trimmed from the dataset.
 """
 from __future__ import annotations
@@ -32,9 +32,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dldriver.config.model import SHUFFLE_MODES
+from dldriver.config.plan import steps_per_epoch
 from dldriver.errors import DlDriverError
 
-MODES = ("off", "seed", "random")
 # Stream tags keep the file and sample permutations of one epoch independent of each other.
 _FILE_STREAM, _SAMPLE_STREAM = 0, 1
 
@@ -42,11 +43,6 @@ _FILE_STREAM, _SAMPLE_STREAM = 0, 1
 def fresh_entropy() -> int:
     """A random 63-bit number for 'random' shuffling; draw it once on rank 0 and share it."""
     return secrets.randbits(63)
-
-
-def steps_per_epoch(total_samples: int, ranks: int, batch_size: int) -> int:
-    """Full batches every rank can run: floor(T / (batch * ranks))."""
-    return total_samples // (batch_size * ranks)
 
 
 def epoch_assignment(num_files: int, samples_per_file: int, ranks: int, rank: int, batch_size: int,
@@ -90,8 +86,8 @@ def _check(num_files, samples_per_file, ranks, rank, batch_size, file_shuffle, s
     if not 0 <= rank < ranks:
         raise DlDriverError(f"rank {rank} is outside 0..{ranks - 1}")
     for key, mode in (("reader.file_shuffle", file_shuffle), ("reader.sample_shuffle", sample_shuffle)):
-        if mode not in MODES:
-            raise DlDriverError(f"{key}: {mode!r} is not one of {', '.join(MODES)}")
+        if mode not in SHUFFLE_MODES:
+            raise DlDriverError(f"{key}: {mode!r} is not one of {', '.join(SHUFFLE_MODES)}")
 
 
 def _rng(mode, seed, seed_change_epoch, epoch, entropy, stream, rank=0) -> np.random.Generator:

@@ -17,6 +17,7 @@ import numpy as np
 
 from dldriver.config.timespec import TimeSpec
 from dldriver.errors import DlDriverError, FormatError
+from dldriver.formats import get_format
 
 
 @dataclass
@@ -197,7 +198,6 @@ def open_source(workload, split: str, files: Sequence, storage_factory: Callable
                 fmt=None) -> SampleSource:
     """A source for one split of a workload (reader settings from workload.reader)."""
     if fmt is None:
-        from dldriver.formats import get_format
         fmt = get_format(workload.dataset.format)
     return SampleSource(storage_factory, files, fmt, read_type=workload.reader.read_type,
                         preprocess_time=workload.reader.preprocess_time, seed=workload.train.seed)

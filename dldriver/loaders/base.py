@@ -1,12 +1,12 @@
 """What every loader yields, and the pieces the framework adapters share (no framework imported here)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from dldriver.config.profiles import prefetch_factor  # noqa: F401 (re-exported for the loaders)
 from dldriver.engine.source import SampleSource
 
 Key = tuple[int, int]
@@ -25,14 +25,6 @@ class Batch:
     keys: list[Key]
     nbytes: int
     sample_seconds: list[float] = field(default_factory=list)
-
-
-def prefetch_factor(prefetch_size: int, read_threads: int) -> int:
-    """Batches in flight per worker, derived from prefetch_size as DLIO derives torch's prefetch_factor:
-    ceil(prefetch_size / read_threads), and 2 (torch's default) when prefetch_size is 0."""
-    if prefetch_size <= 0:
-        return 2
-    return max(1, math.ceil(prefetch_size / max(1, read_threads)))
 
 
 def read_batch(source: SampleSource, keys: Sequence[Key], empty: Callable = np.empty) -> Batch:

@@ -5,8 +5,8 @@ import os
 from typing import Iterable
 
 from dldriver.errors import DlDriverError
+from dldriver.units import GiB
 
-GiB = 1024**3
 DROP_CACHES = "/proc/sys/vm/drop_caches"
 
 

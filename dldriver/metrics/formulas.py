@@ -1,4 +1,4 @@
-"""DLIO's metrics as pure functions (reference/dlio.md section 5), following DLIO HEAD.
+"""DLIO's metrics as pure functions (docs/dlio-facts.md §5), following DLIO HEAD.
 
 Per step i of a block (one block per epoch unless step checkpoints split it): load_i is the wait for
 the batch, compute_i the emulated compute, proc_i = load_i + compute_i. With s = exclude_start_steps,
@@ -28,8 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-MiB = 1024**2
-GiB = 1024**3
+from dldriver.units import GiB, MiB
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def mean_stdev(values: Sequence[float]) -> tuple[float, float]:
 
 def nominal_mb_per_second(samples_per_second: float, record_length_bytes: float) -> float:
     """DLIO's I/O figure: samples/s times the configured record length, in MiB/s."""
-    return samples_per_second * record_length_bytes / 1024 / 1024
+    return samples_per_second * record_length_bytes / MiB
 
 
 def true_mb_per_second(bytes_read: int, seconds: float) -> float:

@@ -80,6 +80,19 @@ def _checkpoint_metric(prefix: str, ops: Sequence[CheckpointOp]) -> dict:
     }
 
 
+def checkpoint_metric(saves: Sequence[CheckpointOp], loads: Sequence[CheckpointOp],
+                      checkpoint_size_gb: Optional[float]) -> dict:
+    """DLIO's checkpoint keys of `metric`: save keys when there are saves, load keys when loads."""
+    metric = {}
+    if saves:
+        metric |= _checkpoint_metric("save", saves)
+    if loads:
+        metric |= _checkpoint_metric("load", loads)
+    if saves or loads:
+        metric["checkpoint_size_GB"] = checkpoint_size_gb
+    return metric
+
+
 def build_metric(train_au: Sequence[float], train_throughput: Sequence[float],
                  record_length_bytes: float, metric_au: float,
                  eval_au: Optional[Sequence[float]] = None,
@@ -91,13 +104,7 @@ def build_metric(train_au: Sequence[float], train_throughput: Sequence[float],
     metric = _phase_metric("train", train_au, train_throughput, record_length_bytes, metric_au)
     if eval_au is not None:
         metric |= _phase_metric("eval", eval_au, eval_throughput, record_length_bytes, metric_au)
-    if saves:
-        metric |= _checkpoint_metric("save", saves)
-    if loads:
-        metric |= _checkpoint_metric("load", loads)
-    if saves or loads:
-        metric["checkpoint_size_GB"] = checkpoint_size_gb
-    return metric
+    return metric | checkpoint_metric(saves, loads, checkpoint_size_gb)
 
 
 def build_summary(*, start: float, end: float, num_accelerators: int, num_hosts: int,
@@ -218,17 +225,3 @@ def staged_run_folder(out) -> Iterator[Path]:
         out.rename(old)
     partial.rename(out)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def write_run_folder(out, summary: dict, rank_outputs: dict[int, dict],
-                     rank_epoch_stats: dict[int, dict], extra=None) -> Path:
-    """Write a whole run folder atomically from rank 0's gathered results; `extra(folder)` adds files."""
-    with staged_run_folder(out) as folder:
-        if extra is not None:
-            extra(folder)
-        write_json(folder, "summary.json", summary)
-        for rank, data in rank_outputs.items():
-            write_json(folder, f"{rank}_output.json", data)
-        for rank, data in rank_epoch_stats.items():
-            write_json(folder, f"{rank}_per_epoch_stats.json", data)
-    return Path(out)

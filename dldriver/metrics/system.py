@@ -9,7 +9,8 @@ from typing import Optional
 
 import psutil
 
-GiB = 1024**3
+from dldriver.units import GiB
+
 
 
 def _proc_dict(path: str) -> dict[str, str]:

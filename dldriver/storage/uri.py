@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from dldriver.errors import StorageError
+from dldriver.extras import require
 from dldriver.storage.base import Storage
 
 SCHEMES = ("file", "direct", "s3", "az")
@@ -50,9 +51,11 @@ def open_storage(uri: str, options: dict | None = None, threads: int = 8) -> Sto
         from dldriver.storage.direct import DirectStorage
         return DirectStorage(_local_path(uri, rest))
     if scheme == "s3":
+        require("boto3")
         from dldriver.storage.s3 import S3Storage
         return S3Storage(*_bucket_and_prefix(uri, rest), options=options, threads=threads)
     if scheme == "az":
+        require("azure.storage.blob")
         from dldriver.storage.azure import AzureStorage
         return AzureStorage(*_bucket_and_prefix(uri, rest), options=options, threads=threads)
     raise StorageError(f"{uri}: unknown storage scheme {scheme!r}; known: {', '.join(SCHEMES)} "

@@ -1,0 +1,98 @@
+"""When checkpoints happen: DLIO's schedules in a training run, and the checkpoint-only phases.
+
+Checkpoint-only mode (workflow.train False, workflow.checkpoint True), as DLIO HEAD and MLPerf Storage
+run it: num_checkpoints_write times (sleep time_between_checkpoints, barrier, save global_epoch1_step{i}),
+then (with drop_caches, MLPerf's rule: write, drop caches, read) num_checkpoints_read loads of the first
+of those. With num_checkpoints_write 0 (MLPerf Storage's read phase) the loads read checkpoints an
+earlier run left in checkpoint_folder; a missing or short file is a CheckpointError naming it. The I/O
+itself is dldriver.checkpoint's.
+"""
+from __future__ import annotations
+
+import logging
+import resource
+import time
+
+from dldriver.checkpoint import Checkpointer, checkpoint_folder, checkpoint_layout
+from dldriver.config.uri import checkpoint_uri, storage_options
+from dldriver.engine.ranks import Comm, ranks_on_this_host
+from dldriver.errors import ConfigError
+from dldriver.storage import open_storage
+
+log = logging.getLogger("dldriver")
+
+
+def should_checkpoint_after_epoch(ckpt, epoch: int) -> bool:
+    """Epoch mode (steps_between_checkpoints < 0): after epoch e = checkpoint_after_epoch + k*epochs_between (1-based)."""
+    if ckpt.steps_between_checkpoints >= 0 or ckpt.epochs_between_checkpoints <= 0:
+        return False
+    since = epoch - ckpt.checkpoint_after_epoch
+    return since >= 0 and since % ckpt.epochs_between_checkpoints == 0
+
+
+def should_checkpoint_after_step(ckpt, step: int) -> bool:
+    """Step mode: every steps_between_checkpoints steps; `step` is 1-based and restarts each epoch, as in DLIO."""
+    return ckpt.steps_between_checkpoints > 0 and step % ckpt.steps_between_checkpoints == 0
+
+
+def open_checkpointer(comm: Comm, workload, scale: float) -> Checkpointer:
+    """This rank's Checkpointer on the workload's checkpoint storage (a collective with
+    recovery_rank_shift, which needs the number of ranks on each host)."""
+    per_host = ranks_on_this_host(comm) if workload.checkpoint.recovery_rank_shift else None
+    storage = open_storage(checkpoint_uri(workload), storage_options(workload))
+    return Checkpointer(workload, comm.rank, comm.size, storage, scale, ranks_per_host=per_host)
+
+
+def check_checkpoint_only(workload, world_size: int, scale: float) -> None:
+    """Fail before any rank starts: bad parallelism for the world size, or impossible counts."""
+    checkpoint_layout(workload, world_size, scale)
+    checkpoint_counts(workload)
+
+
+def checkpoint_counts(workload) -> tuple[int, int]:
+    """(writes, reads) of a checkpoint-only run; a ConfigError naming the keys when they cannot run."""
+    ckpt = workload.checkpoint
+    writes, reads = max(ckpt.num_checkpoints_write, 0), max(ckpt.num_checkpoints_read, 0)
+    problems = []
+    if writes == 0 and reads == 0:
+        problems.append("checkpoint.num_checkpoints_write: a checkpoint-only run needs at least 1 write "
+                        f"(or 0 writes and reads of existing checkpoints), got {ckpt.num_checkpoints_write}")
+    if 0 < writes < reads:
+        problems.append(f"checkpoint.num_checkpoints_read: {reads} reads exceed checkpoint.num_checkpoints_write "
+                        f"= {writes}; only written checkpoints can be read")
+    if problems:
+        raise ConfigError(problems)
+    return writes, reads
+
+
+def checkpoint_only_rank(comm: Comm, workload, checkpointer: Checkpointer, drop_caches: bool) -> dict:
+    """One rank's checkpoint-only run: the writes, then (after an optional cache drop) the reads."""
+    start = time.time()
+    writes, reads = checkpoint_counts(workload)
+    pause = workload.checkpoint.time_between_checkpoints
+    cache = None
+    saves = _timed_ops(comm, checkpointer.save, writes, pause, "Saved")
+    if reads:
+        comm.barrier()
+        if drop_caches and comm.rank == 0:
+            cache = checkpointer.drop_page_cache([checkpoint_folder(1, i)
+                                                  for i in range(1, max(writes, reads) + 1)])
+        comm.barrier()
+    loads = _timed_ops(comm, checkpointer.load, reads, pause, "Loaded")
+    return {"rank": comm.rank, "start": start, "end": time.time(), "files": len(checkpointer.files),
+            "bytes_per_checkpoint": sum(n for _, n in checkpointer.files),
+            "saves": saves, "loads": loads, "drop_caches": cache,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def _timed_ops(comm: Comm, op, count: int, pause: float, verb: str) -> list[dict]:
+    """`count` saves or loads (checkpoint i is global_epoch1_step{i}), each after the pause and a barrier."""
+    records = []
+    for i in range(1, count + 1):
+        if pause > 0:
+            time.sleep(pause)
+        comm.barrier()
+        records.append(op(1, i, comm.barrier))
+        log.info("%s checkpoint %d/%d: %d bytes in %.3f s", verb, i, count, records[-1]["bytes"],
+                 records[-1]["duration"])
+    return records

@@ -1,0 +1,131 @@
+"""TensorFlow: a tf.data.Dataset over a workload's dataset, sharded and ordered by the shared sampler.
+
+tfrecord files on a local path are read by TensorFlow's own TFRecordDataset (runs of consecutive records
+of the rank's assignment, skip/take), parsed per batch; other formats and object stores go through the
+shared sample source in parallel map calls (the storage and decoders release the GIL while they read).
+The tensorflow_config profile applies: batch_size, shuffle_buffer_size (tf.data's shuffle, seeded),
+num_parallel_calls and prefetch_buffer_size (-1: AUTOTUNE), deterministic, drop_remainder,
+reshuffle_each_iteration, writable (numpy() yields arrays the caller may modify).
+
+    from dldriver.frameworks.tensorflow import DlioTensorFlowDataset
+    data = DlioTensorFlowDataset.from_config("workload.yaml")
+    model.fit(data.dataset(epoch=1), ...)
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from typing import Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dldriver.config.profiles import AUTOTUNE  # noqa: E402
+from dldriver.frameworks.common import FrameworkDataset  # noqa: E402
+from dldriver.loaders.tensorflow import _runs  # noqa: E402
+
+__all__ = ["DlioTensorFlowDataset"]
+
+
+def _calls(n: int):
+    return tf.data.AUTOTUNE if n == AUTOTUNE else n
+
+
+class DlioTensorFlowDataset(FrameworkDataset):
+    """`dataset(epoch)` is a tf.data.Dataset of this rank's batches; iterating the object iterates the
+    current epoch's (set_epoch). `tfrecord_native=False` reads tfrecord through the sample source too."""
+
+    framework = "tensorflow"
+
+    def __init__(self, config, overrides=(), *, split: str = "train", rank: Optional[int] = None,
+                 world_size: Optional[int] = None, entropy: Optional[int] = None,
+                 tfrecord_native: bool = True, **profile):
+        self._setup(config, overrides, split, rank, world_size, entropy, profile)
+        self._paths = self._local_tfrecords() if tfrecord_native else None
+
+    def _local_tfrecords(self):
+        source = self.reading.source
+        if source.fmt.name != "tfrecord" or len({f.shape for f in source.files}) != 1:
+            return None
+        storage = source.storage()
+        paths = [storage.local_path(f.key) for f in source.files]
+        return None if None in paths else paths
+
+    @property
+    def native(self) -> bool:
+        """True when TensorFlow's own TFRecordDataset reads the files."""
+        return self._paths is not None
+
+    def dataset(self, epoch: Optional[int] = None) -> tf.data.Dataset:
+        p = self.profile
+        keys = self.reading.sampler.for_epoch(self.epoch if epoch is None else epoch)
+        samples = self._tfrecords(keys) if self.native else self._source(keys)
+        if p.shuffle_buffer_size > 0:
+            samples = samples.shuffle(p.shuffle_buffer_size, seed=p.seed,
+                                      reshuffle_each_iteration=p.reshuffle_each_iteration)
+        data = samples.batch(p.batch_size, drop_remainder=p.drop_remainder)
+        if p.prefetch_buffer_size != 0:
+            data = data.prefetch(_calls(p.prefetch_buffer_size))
+        options = tf.data.Options()
+        options.deterministic = p.deterministic
+        return data.with_options(options)
+
+    def _source(self, keys):
+        source, counts = self.reading.source, self.counts
+        spec = source.files[0]
+        dtype = tf.as_dtype(np.dtype(spec.dtype))
+
+        def read(key):
+            got = source.fetch(int(key[0]), int(key[1]))
+            counts.add(got.nbytes, 1)
+            return np.ascontiguousarray(got.data)
+
+        def fetch(key):
+            sample = tf.numpy_function(read, [key], dtype, stateful=True)
+            return tf.ensure_shape(sample, spec.shape)
+
+        return tf.data.Dataset.from_tensor_slices(np.asarray(keys, np.int64).reshape(-1, 2)).map(
+            fetch, num_parallel_calls=_calls(self.profile.num_parallel_calls),
+            deterministic=self.profile.deterministic)
+
+    def _tfrecords(self, keys):
+        spec = self.reading.source.files[0]
+        dtype = tf.as_dtype(np.dtype(spec.dtype))
+        runs = _runs(keys)
+        paths = [self._paths[f] for f, _, _ in runs]
+        starts = tf.constant([s for _, s, _ in runs], tf.int64)
+        counts = tf.constant([n for _, _, n in runs], tf.int64)
+
+        whole = all(s == 0 and n == self.reading.source.files[f].num_samples for f, s, n in runs)
+
+        def records(path, start, count):
+            if whole:  # every run is a whole file: no skip/take per file
+                return tf.data.TFRecordDataset(path)
+            return tf.data.TFRecordDataset(path).skip(start).take(count)
+
+        def parse(record):
+            image = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+            return tf.reshape(tf.io.decode_raw(image, dtype), spec.shape)
+
+        calls = _calls(self.profile.num_parallel_calls)
+        # num_parallel_calls runs of records read at once, interleaved record by record (with one, in
+        # the sampler's order); deterministic fixes the interleaving, so each pass is the same.
+        return (tf.data.Dataset.from_tensor_slices((paths, starts, counts))
+                .interleave(records, cycle_length=calls, num_parallel_calls=calls,
+                            deterministic=self.profile.deterministic)
+                .map(parse, num_parallel_calls=calls, deterministic=self.profile.deterministic))
+
+    def __iter__(self):
+        return iter(self.dataset())
+
+    def numpy(self, epoch: Optional[int] = None):
+        """The epoch's batches as numpy arrays (writable copies with `writable: true`)."""
+        for batch in self.dataset(epoch).as_numpy_iterator():
+            yield np.array(batch) if self.profile.writable else batch
+
+    def __len__(self) -> int:
+        sampler = self.reading.sampler
+        return len(sampler.batches(self.epoch))

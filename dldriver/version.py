@@ -1,0 +1,23 @@
+"""What this dl-driver is: its release, the version of the bytes it generates, and its git commit."""
+from __future__ import annotations
+
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+from dldriver.manifest import GENERATOR_VERSION
+
+SOURCE = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, or None outside a git checkout."""
+    if not (SOURCE / ".git").exists():
+        return None
+    done = subprocess.run(["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def version_info() -> dict:
+    """`dldriver version --json`: what the workflow keys its datasets and results on."""
+    return {"version": version("dldriver"), "generator_version": GENERATOR_VERSION, "git_commit": git_commit()}
