@@ -121,7 +121,7 @@ def _rank0_folder(comm: Comm, out: Path):
     if comm.rank != 0:
         yield None
         return
-    with staged_run_folder(out) as folder:
+    with results_write_errors(out), staged_run_folder(out) as folder:
         yield folder
 
 
