@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup profiles slurm-packages run test clean-results
+.PHONY: setup profiles slurm-packages browser-packages run test clean-results
 
 setup: $(VENV)/.installed node_modules/.installed profiles
 
@@ -18,6 +18,11 @@ slurm-packages:
 	@dpkg -s slurmctld slurmd slurm-client munge >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	   slurmctld slurmd slurm-client munge)
+
+# The report test opens report.html in headless Chromium (Debian's package; needs root, as on CI).
+browser-packages:
+	@command -v chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +37,7 @@ node_modules/.installed: package.json
 run: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup slurm-packages
+test: setup slurm-packages browser-packages
 	$(BIN)/python -m pytest -q
 
 clean-results:

@@ -29,12 +29,14 @@ include: "rules/generate.smk"
 include: "rules/run.smk"
 include: "rules/checkpoint.smk"
 include: "rules/aggregate.smk"
+include: "rules/mlperf.smk"
 
 
 rule all:
     input:
         plans(),
         REPORT_FILES,
+        search_results(),
         f"{REPORT}/verdict.ok" if config["baseline"] else [],
     default_target: True
 

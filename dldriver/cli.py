@@ -165,6 +165,38 @@ def _cmd_manifest(args) -> int:
     return 0
 
 
+def _cmd_datasize(args) -> int:
+    from dldriver.mlperf.command import datasize_command
+
+    return datasize_command(args.config, args.overrides, hosts=args.hosts,
+                            accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
+                            edition=args.edition, ranks=args.ranks, as_json=args.json)
+
+
+def _cmd_mlperf_check(args) -> int:
+    from dldriver.mlperf.command import check_command
+
+    return check_command(args.config, args.overrides, runs=args.runs, hosts=args.hosts,
+                         accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
+                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
+
+
+def _cmd_mlperf_search_round(args) -> int:
+    from dldriver.mlperf.command import search_round_command
+
+    return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out,
+                                workload=args.workload)
+
+
+def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hosts", type=int, default=1, help="client hosts (default 1)")
+    p.add_argument("--accelerators-per-host", type=int, default=None,
+                   help="emulated accelerators per host (training; default 1)")
+    p.add_argument("--host-memory-gib", type=float, default=None,
+                   help="memory per client host in GiB (default: this host's, from psutil)")
+    p.add_argument("--edition", default="v2.0", help="MLPerf Storage rules edition: v2.0 or v3.0 (default v2.0)")
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranks", type=int, default=None,
                    help="emulated accelerators on this host (default: 1, or the world size given by srun/mpiexec)")
@@ -231,6 +263,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     _add_run_options(p)
     p.set_defaults(func=_cmd_checkpoint)
+
+    p = sub.add_parser("datasize", help="MLPerf Storage: the minimum dataset (or checkpoint) size for a workload",
+                       description="The minimum num_files_train by MLPerf Storage's two rules (5 x the clients' "
+                                   "memory; 500 steps of every accelerator), its disk space and subfolders, and the "
+                                   "`dldriver generate` command to run next. Checkpoint-only workloads get bytes "
+                                   "per rank and host, the 3 x memory rule and the process counts allowed.")
+    _add_config(p)
+    _add_mlperf_options(p)
+    p.add_argument("--ranks", type=int, default=None,
+                   help="checkpointing: world size (default: the process count CLOSED requires)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_cmd_datasize)
+
+    p = sub.add_parser("mlperf", help="MLPerf Storage: judge a config or finished runs by the rules",
+                       description="MLPerf Storage mode. `check` gives CLOSED, OPEN or INVALID with each finding as "
+                                   "a rule id and a sentence.")
+    mlperf = p.add_subparsers(dest="mlperf_command", required=True, metavar="SUBCOMMAND")
+    p = mlperf.add_parser("check", help="CLOSED, OPEN or INVALID for a config and overrides, or for run folders",
+                          description="Compare a config and its overrides (or, with --runs, the configs the run "
+                                      "folders record) with the MLPerf workload file CONFIG, and check dataset "
+                                      "size, AU floor, run count and checkpoint process counts. Exit 0 for CLOSED "
+                                      "or OPEN, 3 for INVALID. dl-driver is not MLPerf's reference implementation.")
+    _add_config(p)
+    _add_mlperf_options(p)
+    p.add_argument("--runs", nargs="+", default=[], metavar="FOLDER",
+                   help="run folders (or folders holding them) to judge instead of the config")
+    p.add_argument("--drop-caches", action="store_true", help="the run will drop caches between checkpoint write and read")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.set_defaults(func=_cmd_mlperf_check)
+    p = mlperf.add_parser("search-round", help="one round of the accelerator search, from the runs so far",
+                          description="Group run folders by accelerators per host, judge each count by the "
+                                      "AU floor, and write the next counts to run (none when done) and the "
+                                      "result sentence as JSON. The workflow's rules/mlperf.smk calls it.")
+    p.add_argument("cells", nargs="+", help="run folders (or their summary.json) of every count tried so far")
+    p.add_argument("--sweep", type=int, nargs="+", required=True, help="the counts per host tried first")
+    p.add_argument("--runs", type=int, default=5, help="measured runs a count needs (default 5)")
+    p.add_argument("--edition", default="v2.0", help="rules edition (AU floors, warm-up runs)")
+    p.add_argument("--out", required=True, help="the round's JSON file")
+    p.add_argument("--workload", default=None, help="the matrix's name for the workload (default: model.name)")
+    p.set_defaults(func=_cmd_mlperf_search_round)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",
                        description="Local servers bound to 127.0.0.1 with telemetry off. `start` prints the "

@@ -20,7 +20,7 @@ RUN_MARKER = ".dldriver-run"
 REPORT_MARKER = ".dldriver-report"
 # What a run folder holds (and the workflow's cell script adds), and what aggregate and the workflow's
 # verdict step write into a report folder: folders of versions before the markers hold only these.
-RUN_NAMES = re.compile(r"^(summary\.json|[0-9]+_output\.json|[0-9]+_per_epoch_stats\.json|dlio\.log|slurm\.json)$")
+RUN_NAMES = re.compile(r"^(summary\.json|provenance\.json|[0-9]+_output\.json|[0-9]+_per_epoch_stats\.json|dlio\.log|slurm\.json)$")
 REPORT_NAMES = re.compile(r"^(runs\.csv|runs\.parquet|cells\.csv|cells\.md|report\.html|plots|verdicts\.csv"
                           r"|verdicts\.md|verdict\.ok)$")
 # Top-level names a dataset folder holds (DLIO's split folders, our manifest and index folders, and

@@ -133,7 +133,7 @@ def test_dlio_test_checkpoint_epoch(tmp_path, framework, per_checkpoint, zero, r
 def run_folder_files(ranks: int) -> list[str]:
     """What docs/internals.md promises in every run folder, whatever the run kind."""
     per_rank = [f"{r}_{name}" for r in range(ranks) for name in ("output.json", "per_epoch_stats.json")]
-    return sorted(["summary.json", "dlio.log", ".dldriver-run", *per_rank])
+    return sorted(["summary.json", "provenance.json", "dlio.log", ".dldriver-run", *per_rank])
 
 
 @pytest.mark.parametrize("kind", ["train", "train+checkpoint", "checkpoint-only"])

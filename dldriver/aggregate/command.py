@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from dldriver.aggregate import plots, report
+from dldriver.aggregate import headline, plots, report
 from dldriver.aggregate.collect import collect, fill_latency
 from dldriver.aggregate.stats import cell_table
 from dldriver.aggregate.verdict import baseline_row_problem, compare, parse_tolerance, regressed
@@ -61,7 +61,10 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
         report.write_csv(verdicts, out / "verdicts.csv")
         (out / "verdicts.md").write_text(report.markdown(verdicts, report.VERDICT_VIEW))
     title = f"dl-driver results: {results.name}"
-    (out / "report.html").write_text(report.html_report(title, cells, found.rows, figures, verdicts, found.notes))
+    found_searches = headline.searches(results)
+    top = headline.headline_rows(cells, verdicts, found_searches) + headline.search_only_rows(cells, found_searches)
+    (out / "report.html").write_text(report.html_report(title, cells, found.rows, figures, verdicts, found.notes,
+                                                        headline=top))
     if save_baseline:
         target = Path(save_baseline)
         target.parent.mkdir(parents=True, exist_ok=True)

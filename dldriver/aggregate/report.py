@@ -7,6 +7,8 @@ import html
 from datetime import datetime
 from pathlib import Path
 
+from dldriver.aggregate.headline import CHECKPOINT_VIEW, HEADLINE_VIEW, LABELS, is_checkpoint
+
 # Columns of cells.md and the HTML cell table: the keys and the figures people read first
 # (cells.csv keeps every statistic).
 CELL_VIEW = ("workload", "loader", "backend", "ranks", "runs", "samples_per_second_mean",
@@ -71,9 +73,10 @@ def markdown(rows: list, view) -> str:
     return "\n".join(lines) + "\n"
 
 
-def html_table(rows: list, view) -> str:
+def html_table(rows: list, view, labels: dict | None = None) -> str:
+    """The rows as a table; `labels` names the columns for people (field names otherwise)."""
     cols, body = _view(rows, view)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape((labels or {}).get(c, c))}</th>" for c in cols)
     trs = []
     for line in body:
         tds = "".join(f'<td class="{_css(cell)}">{html.escape(cell)}</td>' for cell in line)
@@ -92,13 +95,19 @@ img{max-width:100%;border:1px solid #ddd;margin-bottom:1.5em}"""
 
 
 def html_report(title: str, cells: list, runs: list, plots: list, verdicts: list | None,
-                notes: list) -> str:
-    """One file with everything inline, readable offline and attachable to a release."""
+                notes: list, headline: list | None = None) -> str:
+    """One file with everything inline, readable offline and attachable to a release: the headline per
+    workload first, then the baseline verdict, the checkpoint figures, every cell, the plots."""
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{len(runs)} runs in {len(cells)} cells, aggregated {datetime.now():%Y-%m-%d %H:%M}.</p>"]
+    if headline:
+        parts += ["<h2>Per workload</h2>", html_table(headline, HEADLINE_VIEW, LABELS)]
     if verdicts is not None:
-        parts += ["<h2>Release verdict against the baseline</h2>", html_table(verdicts, VERDICT_VIEW)]
-    parts += ["<h2>Cells (mean over repetitions)</h2>", html_table(cells, CELL_VIEW)]
+        parts += ["<h2>Release verdict against the baseline</h2>", html_table(verdicts, VERDICT_VIEW, LABELS)]
+    checkpoints = [c for c in cells if is_checkpoint(c)]
+    if checkpoints:
+        parts += ["<h2>Checkpoints (mean over repetitions)</h2>", html_table(checkpoints, CHECKPOINT_VIEW, LABELS)]
+    parts += ["<h2>Every cell (mean over repetitions)</h2>", html_table(cells, CELL_VIEW, LABELS)]
     for plot in plots:
         data = base64.b64encode(Path(plot).read_bytes()).decode()
         parts.append(f'<h2>{html.escape(Path(plot).stem)}</h2><img alt="{html.escape(Path(plot).stem)}" '

@@ -36,6 +36,7 @@ from dldriver.metrics import caching
 from dldriver.metrics.outdir import check_results_room, results_write_errors
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
+from dldriver.mlperf.provenance import write_provenance
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.dataset.resources import check_file_list, check_sample_memory
 from dldriver.redact import RedactingFilter
@@ -180,6 +181,9 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         build = build_report if train else build_checkpoint_report
         report = build(spec, gathered, start, time.time(), comm.kind)
         write_report(folder, report)
+        write_provenance(folder, spec.workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
+                         drop_caches=spec.drop_caches,
+                         storage_uri=spec.dataset.uri if train else checkpoint_uri(spec.workload))
         print_summary(report["summary"], spec.output)
         return report["summary"]
 

@@ -1,0 +1,94 @@
+# Helpers of the MLPerf accelerator search (rules/mlperf.smk): the searches in the config, their cells,
+# and the counts each round has tried. Python only; no rules.
+
+import json
+from types import SimpleNamespace
+
+from dldriver.mlperf.rules import EDITIONS
+
+SEARCHES = config.get("searches") or {}
+SEARCH_OUT = {name: f"{OUT}/search_{name}" for name in SEARCHES}
+
+
+def _search(wildcards):
+    return SEARCHES[wildcards.search]
+
+
+def _search_backend(wildcards):
+    return SimpleNamespace(backend=_search(wildcards)["backend"])
+
+
+def search_workload_file(wildcards):
+    return config["workloads"][_search(wildcards)["workload"]]["file"]
+
+
+def search_data_args(wildcards):
+    s = _search(wildcards)
+    uri = backend_uri(f"search_{wildcards.search}", s["backend"])
+    return _quoted(config["workloads"][s["workload"]].get("overrides", []) + s.get("overrides", [])
+                   + [f"dataset.data_folder={uri}"])
+
+
+def search_run_args(wildcards):
+    return f"{search_data_args(wildcards)} {_quoted(config['loaders'][_search(wildcards)['loader']])}"
+
+
+def search_env(wildcards):
+    return backend_env(_search_backend(wildcards))
+
+
+def search_reps(name):
+    s = SEARCHES[name]
+    return s.get("runs", 5) + EDITIONS[s.get("edition", "v2.0")].warmup_runs
+
+
+def search_cell(name, count, rep):
+    s = SEARCHES[name]
+    return f"{SEARCH_OUT[name]}/{s['loader']}/{s['backend']}/r{count}/rep{rep}/summary.json"
+
+
+def tried_counts(name, round_):
+    """The counts run by the end of round `round_`: the sweep, then each earlier round's next counts."""
+    counts = list(SEARCHES[name]["sweep"])
+    for r in range(round_):
+        with open(checkpoints.mlperf_round.get(search=name, round=r).output[0]) as f:
+            counts += json.load(f)["next"]
+    return counts
+
+
+def round_cells(wildcards):
+    counts = tried_counts(wildcards.search, int(wildcards.round))
+    return [search_cell(wildcards.search, n, k) for n in counts for k in range(1, search_reps(wildcards.search) + 1)]
+
+
+def final_round(wildcards):
+    """The first round that asks for no more counts (each get() waits for that round to exist)."""
+    r = 0
+    while True:
+        path = checkpoints.mlperf_round.get(search=wildcards.search, round=r).output[0]
+        with open(path) as f:
+            if not json.load(f)["next"]:
+                return path
+        r += 1
+
+
+def search_results():
+    return [f"{SEARCH_OUT[name]}/search.json" for name in SEARCHES]
+
+
+def _check_searches(cfg):
+    """A search names a training workload, a loader and a backend of the config: the schema cannot check it."""
+    problems = []
+    for name, s in (cfg.get("searches") or {}).items():
+        for key, known in (("workload", cfg["workloads"]), ("loader", cfg["loaders"]), ("backend", cfg["backends"])):
+            if s[key] not in known:
+                problems.append(f"searches.{name}.{key}: unknown {key} {s[key]!r} (known: {', '.join(known)})")
+        wl = cfg["workloads"].get(s["workload"], {})
+        if wl.get("mode", "train") != "train":
+            problems.append(f"searches.{name}.workload: {s['workload']!r} is a checkpoint workload; "
+                            "the search needs a training one")
+    if problems:
+        raise ValueError("config:\n  {}".format("\n  ".join(problems)))
+
+
+_check_searches(config)

@@ -1,0 +1,108 @@
+"""The accelerator search through the Snakemake workflow: sweep, refinement rounds, result, resume, and
+the report that opens with its figure (checked in headless Chromium).
+
+The tiny unet3d reads 4 MiB samples against 10 ms of compute per step: one rank keeps up easily, eight
+ranks on this 2-core machine cannot (their reads need about four cores). Where between them AU drops
+depends on what else the machine runs, so the test checks that the workflow's cells and rounds are what
+the search's arithmetic makes of the AU they measured, not one fixed count.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from dldriver.cli import main
+from dldriver.mlperf.search import count_result, next_counts
+from test_workflow import job_counts, snakemake, tiny_config
+
+SWEEP = [1, 8]
+
+
+def search_config(tmp_path):
+    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=1)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["workloads"] = {"unet3d": cfg["workloads"]["unet3d"]}
+    cfg["searches"] = {"tiny": {
+        "workload": "unet3d", "loader": "native", "backend": "file", "sweep": SWEEP, "runs": 1,
+        "overrides": ["dataset.num_files_train=32", "dataset.record_length_bytes=4194304",
+                      "dataset.record_length_bytes_resize=4194304", "reader.batch_size=1",
+                      "train.computation_time=0.01"]}}
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return config, out / "search_tiny"
+
+
+def test_a_search_naming_an_unknown_loader_is_rejected(tmp_path):
+    config, _ = search_config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["searches"]["tiny"]["loader"] = "pytroch"
+    config.write_text(yaml.safe_dump(cfg))
+    r = snakemake("-n", "--configfile", str(config))
+    assert r.returncode != 0
+    assert "searches.tiny.loader: unknown loader 'pytroch' (known: native)" in r.stdout + r.stderr
+
+
+def test_search_end_to_end_and_resume(tmp_path):
+    config, search = search_config(tmp_path)
+    target = str(search / "search.json")
+    r = snakemake(target, "--cores", "2", "--configfile", str(config), timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert job_counts(r.stdout + r.stderr)["mlperf_generate"] == 1           # one dataset for every count
+
+    result = json.loads((search / "search.json").read_text())
+    rounds = sorted(search.glob("round*.json"), key=lambda p: int(p.stem[len("round"):]))
+    cells = sorted(search.glob("native/file/r*/rep1/summary.json"))
+    au = {int(p.parent.parent.name[1:]): json.loads(p.read_text())["metric"]["train_au_mean_percentage"]
+          for p in cells}
+    # Replaying the arithmetic on the measured AU gives exactly the counts the workflow ran, round by round.
+    results, replay = {}, []
+    while todo := next_counts(SWEEP, results):
+        replay.append(todo)
+        results |= {n: count_result(n, [au[n]], 0.90, 1) for n in todo}
+    assert sorted(au) == sorted(results)
+    assert len(rounds) == len(replay)
+    best, fail = result["best_per_host"], result["first_fail_per_host"]
+    assert au[1] >= 90 and fail is not None and au[fail] < 90, au
+    assert best >= 1 and fail - best == 1 and best in au and fail in au
+    assert result["sentence"].startswith(f"unet3d on file://{tmp_path}/results/tiny/data/search_tiny: {best} ")
+    assert len(replay) >= 2, "8 ranks on 2 cores must fail, so the search refines between 1 and 8"
+
+    # A search killed while its last refinement cell ran has neither that cell nor the round that reads it
+    # (the last one) nor its end: a rerun runs exactly those.
+    last = replay[-1][0]
+    for path in [search / f"native/file/r{last}/rep1/summary.json", rounds[-1], search / "search.json"]:
+        path.unlink()
+    again = snakemake(target, "--cores", "2", "--configfile", str(config), timeout=900)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    counts = job_counts(again.stdout + again.stderr)
+    assert (counts.get("mlperf_run"), counts.get("mlperf_round")) == (1, 1) and "mlperf_generate" not in counts
+    assert (search / "search.json").is_file()
+
+    # The report opens with the per-workload headline (the search's figure) and keeps the full table.
+    matrix = search.parent
+    assert main(["aggregate", str(matrix)]) == 0
+    page = (matrix / "report" / "report.html").read_text()
+    assert page.index("<h2>Per workload</h2>") < page.index("<h2>Every cell (mean over repetitions)</h2>")
+    figure = json.loads((search / "search.json").read_text())["sentence"].split(": ", 1)[1]
+    assert f'<td class="">unet3d</td><td class="">{figure}</td>' in page
+    assert "<th>Accelerators the storage feeds</th>" in page and "<th>Samples/s</th>" in page
+    rendered = render(matrix / "report" / "report.html", tmp_path)
+    assert rendered["tables"] >= 2 and rendered["images"] >= 1 and rendered["screenshot_bytes"] > 10_000
+
+
+def render(page: Path, tmp_path: Path) -> dict:
+    """Open the page in headless Chromium: the DOM it built (tables, images) and a screenshot."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed (make test installs the chromium package)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={tmp_path / 'chromium'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,3000", page.as_uri()],
+                   capture_output=True, timeout=120)
+    return {"tables": dom.count("<table"), "images": dom.count('<img alt="'),
+            "screenshot_bytes": shot.stat().st_size if shot.exists() else 0}
