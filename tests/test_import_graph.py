@@ -17,9 +17,9 @@ LAYERS = [
     {"config"},
     {"storage", "formats", "metrics", "services"},
     {"dataset"},
-    {"generate", "checkpoint", "loaders", "version"},
+    {"generate", "checkpoint", "loaders", "version", "mlperf"},
     {"engine"},
-    {"frameworks", "mlperf", "aggregate"},
+    {"frameworks", "aggregate"},
     {"cli"},
 ]
 # Modules whose room is not yet their folder: the manifest, the sample source and the sampler are the
