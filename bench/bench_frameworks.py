@@ -3,7 +3,8 @@ run, with the same workers/threads and batch size. Prints samples/s (or bytes/s)
 
 - torch: DlioPyTorchDataLoader vs a plain torch Dataset that np.load()s each npz file, in a DataLoader
   with the same num_workers and batch size (target >= 1.0); and vs `dldriver run`'s pytorch loader on
-  the same data (target >= 0.9).
+  the same data (target >= 0.9), both as `dldriver run` reports it (a fresh run per figure, so worker
+  start-up counts) and as the loader's own epochs over the same batches (PyTorchLoader, workers kept).
 - tensorflow: DlioTensorFlowDataset on tfrecord vs a plain TFRecordDataset -> parse -> batch pipeline
   (target >= 0.9).
 - jax: DlioJaxDataset vs the native loader's bytes/s under `dldriver run` (target >= 0.9).
@@ -23,6 +24,7 @@ import numpy as np
 from dldriver.config.loader import load_workload_mapping
 from dldriver.engine.run import run_workload
 from dldriver.generate import generate_dataset
+from dldriver.loaders.pytorch import PyTorchLoader
 
 
 def _doc(folder: Path, fmt: str, loader: str, files: int, record: int, batch: int, workers: int) -> dict:
@@ -69,12 +71,18 @@ def bench_torch(root: Path, args) -> dict:
     plain = DataLoader(PlainNpz(), batch_size=args.batch, num_workers=args.workers, drop_last=True,
                        persistent_workers=True, multiprocessing_context="fork")
     api, hand = _best(count(ours), args.repeat), _best(count(plain), args.repeat)
+    own = PyTorchLoader(ours.dataset.reading.source, args.workers, pin_memory=False,
+                        multiprocessing_context="fork")
+    batches = ours.dataset.reading.sampler.batches(1)
+    loader = _best(lambda: sum(len(b.keys) for b in own.epoch(batches)), args.repeat)
+    own.close()
     runs = []
     for _ in range(args.repeat):
         summary = run_workload(load_workload_mapping(doc), output=root / "run-torch", quiet=True)
         runs.append(summary["metric"]["train_throughput_mean_samples_per_second"])
     return {"api samples/s": api, "np.load Dataset samples/s": hand, "dldriver run samples/s": max(runs),
-            "api / np.load": api / hand, "api / run": api / max(runs)}
+            "run loader samples/s": loader, "api / np.load": api / hand, "api / run": api / max(runs),
+            "api / run loader": api / loader}
 
 
 def bench_tensorflow(root: Path, args) -> dict:

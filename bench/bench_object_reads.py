@@ -5,17 +5,21 @@ folder, stopped at the end). Per store and dataset, dl-driver generates the data
 - plain: a thread pool of --threads threads over the same objects, one boto3 `get_object(...).read()` /
   azure-storage-blob `download_blob(max_concurrency=1).readall()` per object (whole objects for npz; for
   tfrecord the index object of each file whole, then one ranged GET per record: what dl-driver reads);
-  bytes/s of one pass, best of PASSES.
+  bytes/s of one pass, best of the passes (2, or 3 with --full).
 - each loader: `dldriver run` (a subprocess, as a user runs it; pytorch skips tfrecord, which it cannot
   read, as in DLIO) with computation_time 0, batch 4,
-  read_threads --threads, EPOCHS epochs; bytes/s = bytes read / train seconds of the best epoch after
+  read_threads --threads, 3 epochs (5 with --full); bytes/s = bytes read / train seconds of the best epoch after
   the first (the first opens clients and starts workers; best of, as the plain loop's passes are).
-The plain loop is measured right before and right after each loader and the loader is held to the better
-of the two (the machine is shared). Prints MB/s and the ratio loader / plain (target >= 0.9).
+The plain loop is measured right before and right after each loader (one loader's "after" is the next
+one's "before") and the loader is held to the better of the two (the machine is shared). Prints MB/s and the ratio loader / plain (target >= 0.9).
 
-Datasets: 4MiB (48 npz of one 4 MiB sample: one GET per sample), 128KiB (384 npz of 128 KiB: many small
-GETs) and tfrecord (16 files of 24 records of 128 KiB, read by ranges through each file's index object:
-the tfrecord reader on an object store fetches a record per ranged GET, never the whole file).
+Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
+128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
+read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
+per ranged GET, never the whole file). The default takes ~6-7 minutes on 2 shared cores (349 s with 32 x
+4 MiB, one run at load 5); --full about 3x as long (~18 min at load 8-11). Fewer than 64 x 4 MiB (epochs of
+~0.4 s) pulls every loader's ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64
+(one run each).
 
 SDK settings, the same on both sides (printed at the start): boto3 path-style, max_pool_connections
 max(10, threads), no request/response checksums (when_required), no payload signing; azure-storage-blob
@@ -48,7 +52,7 @@ Where the time goes (2 shared cores):
   server: they compete for the cores the other loaders' threads share under one GIL, and each batch
   is copied into the shared ring; jax is native plus a device_put thread.
 
-    .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...]
+    .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...] [--full]
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -72,26 +77,37 @@ from dldriver.generate import generate_dataset
 
 MiB = 1 << 20
 KiB = 1 << 10
-PASSES = 3
-EPOCHS = 5
 BATCH = 4
 TARGET = 0.9
 LOADERS = ("native", "pytorch", "tensorflow", "jax")
-# name -> (format, files, samples per file, bytes per sample)
-DATASETS = {"4MiB": ("npz", 96, 1, 4 * MiB), "128KiB": ("npz", 384, 1, 128 * KiB),
-            "tfrecord": ("tfrecord", 16, 24, 128 * KiB)}
+# name -> (format, samples per file, bytes per sample)
+DATASETS = {"4MiB": ("npz", 1, 4 * MiB), "128KiB": ("npz", 1, 128 * KiB), "tfrecord": ("tfrecord", 24, 128 * KiB)}
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much one run reads: files per dataset, the loader's epochs, the plain loop's passes."""
+
+    files: dict
+    epochs: int
+    passes: int
+
+
+# quick (the default): a few minutes on 2 shared cores; --full: the larger datasets and more repeats.
+SIZES = {"quick": Size({"4MiB": 64, "128KiB": 192, "tfrecord": 8}, epochs=3, passes=2),
+         "full": Size({"4MiB": 96, "128KiB": 384, "tfrecord": 16}, epochs=5, passes=3)}
 AZURE_READ_BLOCK = 1 * MiB
 
 
-def workload_doc(uri: str, dataset: str, loader: str, threads: int) -> dict:
-    fmt, files, samples, record = DATASETS[dataset]
+def workload_doc(uri: str, dataset: str, loader: str, threads: int, size: Size) -> dict:
+    fmt, samples, record = DATASETS[dataset]
     framework = "tensorflow" if loader == "tensorflow" or fmt == "tfrecord" else "pytorch"
     return {"model": {"name": f"bench-{dataset}"}, "framework": framework, "workflow": {"train": True},
-            "dataset": {"data_folder": uri, "format": fmt, "num_files_train": files,
+            "dataset": {"data_folder": uri, "format": fmt, "num_files_train": size.files[dataset],
                         "num_samples_per_file": samples, "record_length_bytes": record},
             "reader": {"data_loader": loader, "batch_size": BATCH, "read_threads": threads,
                        "prefetch_size": 2 * threads, "pin_memory": False},
-            "train": {"epochs": EPOCHS, "computation_time": 0}}
+            "train": {"epochs": size.epochs, "computation_time": 0}}
 
 
 # -- the plain SDK loops --------------------------------------------------------------------------
@@ -147,8 +163,8 @@ def plain_rate(get, requests: list, threads: int) -> float:
         return total / (time.perf_counter() - start)
 
 
-def best_plain(get, requests, threads) -> float:
-    return max(plain_rate(get, requests, threads) for _ in range(PASSES))
+def best_plain(get, requests, threads, passes: int) -> float:
+    return max(plain_rate(get, requests, threads) for _ in range(passes))
 
 
 # -- dl-driver -------------------------------------------------------------------------------------
@@ -163,36 +179,38 @@ def loader_rate(cfg: Path, out: Path) -> float:
     return max(e["bytes_read"] / e["train_seconds"] for e in summary["dldriver"]["epochs"][1:])
 
 
-def settings_line(threads: int) -> str:
+def settings_line(threads: int, size: Size) -> str:
     return (f"SDK settings, both sides: boto3 path-style, max_pool_connections {max(10, threads)}, checksums "
             f"when_required (none on GET), no payload signing; azure-storage-blob pool {max(10, threads)}, "
             f"connection_data_block_size {AZURE_READ_BLOCK // MiB} MiB, max_concurrency 1 per download; "
-            f"{threads} threads / read_threads, batch {BATCH}, {EPOCHS} epochs (first excluded), plain best of "
-            f"{PASSES} passes")
+            f"{threads} threads / read_threads, batch {BATCH}, {size.epochs} epochs (first excluded), plain best "
+            f"of {size.passes} passes before and after each loader; files {size.files}")
 
 
-def bench_dataset(backend: str, dataset: str, loaders, threads: int, work: Path) -> dict:
+def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size, work: Path) -> dict:
     from dldriver.storage import open_storage
 
     scheme = "s3" if backend == "s3" else "az"
     bucket = f"reads-{uuid.uuid4().hex[:10]}"
     uri = f"{scheme}://{bucket}/{dataset}"
     cfg = work / f"{backend}-{dataset}-gen.yaml"
-    cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, "native", threads)))
+    cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, "native", threads, size)))
     generate_dataset(load_workload(str(cfg)), processes=2, progress=False)
     storage = open_storage(uri, threads=threads)
     requests = plain_requests(storage, dataset, f"{dataset}/")
     get = (plain_s3_get if backend == "s3" else plain_azure_get)(threads, bucket)
     plain_rate(get, requests, threads)  # warm-up: connections, the server's caches
     row = {}
+    after = best_plain(get, requests, threads, size.passes)  # one loader's "after" is the next one's "before"
     for loader in loaders:
         if loader == "pytorch" and DATASETS[dataset][0] == "tfrecord":
             continue  # as in DLIO, the pytorch loader does not read tfrecord
         cfg = work / f"{backend}-{dataset}-{loader}.yaml"
-        cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, loader, threads)))
-        before = best_plain(get, requests, threads)
+        cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, loader, threads, size)))
+        before = after
         rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}")
-        plain = max(before, best_plain(get, requests, threads))
+        after = best_plain(get, requests, threads, size.passes)
+        plain = max(before, after)
         row[loader] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
         print(f"{backend} {dataset}: {loader} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
               f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
@@ -205,18 +223,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--loaders", default=",".join(LOADERS))
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--full", action="store_true",
+                        help="the larger datasets, 5 epochs and 3 plain passes (about 3x as long as the default)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    size = SIZES["full" if args.full else "quick"]
     backends = ["s3", "azure"] if args.backend == "all" else [args.backend]
     loaders = args.loaders.split(",")
-    print(settings_line(args.threads), flush=True)
+    print(settings_line(args.threads, size), flush=True)
     results = {}
     with ExitStack() as stack:
         ensure_servers(stack, backends)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
         for backend in backends:
             for dataset in args.datasets.split(","):
-                results[f"{backend}/{dataset}"] = bench_dataset(backend, dataset, loaders, args.threads, work)
+                row = bench_dataset(backend, dataset, loaders, args.threads, size, work)
+                results[f"{backend}/{dataset}"] = row
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -157,3 +157,47 @@ def test_every_run_kind_writes_the_same_run_folder(tmp_path, kind):
         assert summary["metric"]["save_checkpoint_duration_mean_seconds"] > 0
     if kind == "checkpoint-only":
         assert "Saved checkpoint 1/1" in log and "Loaded checkpoint 1/1" in log
+
+
+@pytest.mark.parametrize("store", ["s3", "azure"])
+def test_first_timed_save_on_an_object_store_finds_its_client_and_bucket_made(request, tmp_path, monkeypatch, store):
+    """Client and bucket / container set-up happens before the first timed save, in every rank: at the
+    start of each save the bucket exists, and no client is made nor bucket created during one."""
+    import os
+
+    from dldriver.checkpoint import Checkpointer
+    from dldriver.storage import azure, s3
+
+    request.getfixturevalue({"s3": "s3_env", "azure": "azure_env"}[store])
+    cache, storage_class = {"s3": (s3._clients, s3.S3Storage), "azure": (azure._services, azure.AzureStorage)}[store]
+    events = tmp_path / "events"
+
+    def record(what):
+        with open(events, "a") as f:  # one short append per event: ranks' lines do not interleave
+            f.write(f"{os.getpid()} {what}\n")
+
+    make_client, create_root, save = cache._make, storage_class._create_root, Checkpointer.save
+    monkeypatch.setattr(cache, "_make", lambda settings: (record("client"), make_client(settings))[1])
+    monkeypatch.setattr(storage_class, "_create_root", lambda self: (record("create"), create_root(self))[1])
+
+    def timed_save(self, *args):
+        record("save")
+        record(f"exists={self.storage._root_exists()}")
+        timing = save(self, *args)
+        record("saved")
+        return timing
+
+    monkeypatch.setattr(Checkpointer, "save", timed_save)
+    from conftest import unique_name
+    w = workload(f"{store[:2]}://{unique_name('first-save')}/ckpt", writes=2, reads=1)
+    run_workload(w, ranks=2, output=str(tmp_path / "out"), quiet=True, checkpoint_scale=0.5)
+    by_rank = {}
+    for line in events.read_text().splitlines():
+        pid, what = line.split(" ", 1)
+        by_rank.setdefault(pid, []).append(what)
+    assert len(by_rank) == 2
+    assert sum(seq.count("create") for seq in by_rank.values()) == 1  # one rank created it, once
+    for seq in by_rank.values():
+        first = seq.index("save")
+        assert "client" in seq[:first]
+        assert seq[first:] == ["save", "exists=True", "saved"] * 2

@@ -218,3 +218,32 @@ def test_a_worker_error_reaches_the_user_as_one_line(tmp_path):
     with pytest.raises(FormatError) as err:
         list(loader)
     assert "img_1_of_2.npz" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_batches_kept_without_the_ring_and_in_a_plain_dataloader(npz):
+    """batch_ring=False and a user's own DataLoader (torch's collate) hand out batches that may be kept."""
+    from torch.utils.data import DataLoader
+
+    expected = expected_samples(f"file://{npz['dataset']['data_folder']}")
+    loader = DlioPyTorchDataLoader.from_config(npz, num_workers=2, batch_ring=False,
+                                               multiprocessing_context="fork")
+    assert keys_of(list(loader), expected) == [k for b in loader.dataset.reading.sampler.batches(1) for k in b]
+    ds = DlioPyTorchDataset(npz, drop_last=False)
+    plain = DataLoader(ds, batch_size=4, num_workers=2, sampler=ds.sampler, multiprocessing_context="spawn")
+    kept = list(plain)
+    assert [b.shape[0] for b in kept] == [4, 4, 4, 3]
+    assert keys_of(kept, expected) == [(f, s) for f in range(FILES) for s in range(SAMPLES)]
+
+
+def test_ring_batches_over_passes_that_stop_early(npz):
+    """Ring batches (workers not persistent) are right after a pass broken off, and in the next epoch."""
+    expected = expected_samples(f"file://{npz['dataset']['data_folder']}")
+    loader = DlioPyTorchDataLoader.from_config(npz, num_workers=2, shuffle=True, persistent_workers=False,
+                                               prefetch_factor=1, multiprocessing_context="fork")
+    assert loader.batch_size == 2 and loader.drop_last
+    sampler = loader.dataset.reading.sampler
+    for b in loader:
+        assert keys_of([b], expected) == sampler.batches(1)[0]
+        break
+    loader.set_epoch(2)
+    assert [keys_of([b], expected) for b in loader] == sampler.batches(2)

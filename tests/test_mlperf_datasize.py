@@ -3,10 +3,11 @@ import json
 
 import pytest
 
+from dldriver.units import GiB
 from dldriver.cli import main
 from dldriver.config import load_workload
 from dldriver.errors import DlDriverError
-from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, RULE_STEPS, allowed_processes, checkpoint_size,
+from dldriver.mlperf.datasize import (RULE_MEMORY, RULE_STEPS, allowed_processes, checkpoint_size,
                                       workload_training_size)
 from dldriver.mlperf.rules import V2_0, V3_0
 
@@ -15,7 +16,7 @@ W = "configs/workloads/mlperf/"
 
 def size(name, hosts, per_host, gib, edition=V2_0):
     return workload_training_size(load_workload(W + name), hosts=hosts, accelerators_per_host=per_host,
-                                  host_memory_bytes=gib * GIB, edition=edition)
+                                  host_memory_bytes=gib * GiB, edition=edition)
 
 
 # mlcommons/storage README.md (commit caa90c9): its `datasize` examples and the num_files_train its
@@ -102,20 +103,20 @@ def _llama8b_rank_bytes() -> int:
 ])
 def test_llama3_checkpoint_sizes(name, world, total_gib, distinct_rank_sizes):
     result = checkpoint_size(load_workload(W + name), world_size=world, hosts=world // 8,
-                             host_memory_bytes=512 * GIB, edition=V2_0)
-    assert round(result.total_bytes / GIB) == total_gib
+                             host_memory_bytes=512 * GiB, edition=V2_0)
+    assert round(result.total_bytes / GiB) == total_gib
     assert len(set(result.rank_bytes)) == distinct_rank_sizes
     assert len(result.host_bytes) == world // 8 and sum(result.host_bytes) == result.total_bytes
 
 
 def test_llama3_8b_per_rank_by_hand_and_the_3x_rule():
     w = load_workload(W + "llama3_8b.yaml")
-    one_host = checkpoint_size(w, world_size=8, hosts=1, host_memory_bytes=64 * GIB, edition=V2_0)
+    one_host = checkpoint_size(w, world_size=8, hosts=1, host_memory_bytes=64 * GiB, edition=V2_0)
     assert one_host.rank_bytes == (_llama8b_rank_bytes(),) * 8 == (14053202944,) * 8
     assert one_host.split_required             # 104.7 GiB < 3 x 64 GiB: write, flush, read
-    assert not checkpoint_size(w, world_size=8, hosts=1, host_memory_bytes=32 * GIB, edition=V2_0).split_required
+    assert not checkpoint_size(w, world_size=8, hosts=1, host_memory_bytes=32 * GiB, edition=V2_0).split_required
     with pytest.raises(DlDriverError, match="--hosts: 8 ranks cannot be spread evenly over 3 hosts"):
-        checkpoint_size(w, world_size=8, hosts=3, host_memory_bytes=GIB, edition=V2_0)
+        checkpoint_size(w, world_size=8, hosts=3, host_memory_bytes=GiB, edition=V2_0)
 
 
 def test_allowed_process_counts():

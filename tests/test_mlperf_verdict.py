@@ -8,7 +8,7 @@ import yaml
 from dldriver.cli import main
 from dldriver.config import load_workload, resolved_dict
 from dldriver.generate import generate_dataset
-from dldriver.mlperf.datasize import GIB
+from dldriver.units import GiB
 from dldriver.mlperf.folders import read_run, run_folders
 from dldriver.mlperf.rules import V2_0, V3_0
 from dldriver.mlperf.verdict import CLOSED, INVALID, OPEN, Verdict, config_findings, runs_findings
@@ -21,7 +21,7 @@ def verdict(config, overrides=(), edition=V2_0, hosts=2, accelerators=16, gib=12
     workload = load_workload(config, list(overrides))
     return Verdict(edition.name, tuple(config_findings(
         edition, reference, resolved_dict(workload), hosts=hosts, accelerators=accelerators,
-        host_memory_bytes=gib * GIB, drop_caches=drop_caches, workload=workload)))
+        host_memory_bytes=gib * GiB, drop_caches=drop_caches, workload=workload)))
 
 
 def rules(v: Verdict, division=None) -> set[str]:
@@ -115,7 +115,7 @@ def runs(tmp_path_factory):
 
 
 def _runs_verdict(reference, folders, edition=V2_0, gib=0.00004):
-    records = [read_run(f, int(gib * GIB)) for f in folders]
+    records = [read_run(f, int(gib * GiB)) for f in folders]
     return Verdict(edition.name, tuple(runs_findings(edition, resolved_dict(load_workload(reference)), records)))
 
 

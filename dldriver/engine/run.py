@@ -23,7 +23,8 @@ from dldriver.config import derive_plan
 from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
-from dldriver.engine.checkpointing import check_checkpoint_only, checkpoint_only_rank, open_checkpointer
+from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_counts, checkpoint_only_rank,
+                                           open_checkpointer)
 from dldriver.engine.dataset import Dataset, open_dataset
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
@@ -211,7 +212,8 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
 
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
-    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale)
+    writes, _ = checkpoint_counts(spec.workload)
+    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale, writes=writes > 0)
     if comm.rank == 0:
         log.info("Running checkpoint-only %s on %d rank(s) to %s", spec.workload.model.name, spec.ranks,
                  checkpointer.storage.uri)

@@ -39,6 +39,7 @@ class _Spec:
     steps: int
     eval_steps: int
     drop_caches: bool = False
+    cell: Optional[dict] = None  # a measured loop is no matrix cell
 
 
 @dataclass

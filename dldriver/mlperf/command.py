@@ -7,10 +7,11 @@ from pathlib import Path
 
 import psutil
 
+from dldriver.units import GiB
 from dldriver.config import load_workload, resolved_dict
 from dldriver.errors import DlDriverError
 from dldriver.redact import redact
-from dldriver.mlperf.datasize import (GIB, RULE_MEMORY, allowed_processes, checkpoint_size,
+from dldriver.mlperf.datasize import (RULE_MEMORY, allowed_processes, checkpoint_size,
                                       workload_training_size)
 from dldriver.mlperf.folders import read_run, run_folders
 from dldriver.mlperf.rules import edition as edition_named
@@ -20,7 +21,7 @@ from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_find
 
 def host_memory_bytes(gib: float | None) -> int:
     """--host-memory-gib when given, else this host's physical memory."""
-    return int(gib * GIB) if gib is not None else psutil.virtual_memory().total
+    return int(gib * GiB) if gib is not None else psutil.virtual_memory().total
 
 
 def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerators_per_host: int | None,
@@ -49,13 +50,13 @@ def _training(workload, config, overrides, hosts, per_host, memory, ed):
     which = "host memory" if size.rule == RULE_MEMORY else f"{ed.min_steps_per_epoch} steps"
     lines = [
         f"{workload.model.name}: MLPerf Storage {ed.name} dataset size for {hosts} host(s) x {per_host} "
-        f"accelerator(s), {memory / GIB:.2f} GiB memory per host",
-        f"  by host memory: {size.files_by_memory} files ({ed.host_memory_multiplier} x {hosts * memory / GIB:.2f} "
+        f"accelerator(s), {memory / GiB:.2f} GiB memory per host",
+        f"  by host memory: {size.files_by_memory} files ({ed.host_memory_multiplier} x {hosts * memory / GiB:.2f} "
         f"GiB / {size.file_bytes / 2**20:.2f} MiB per file)",
         f"  by {ed.min_steps_per_epoch} steps:  {size.files_by_steps} files ({ed.min_steps_per_epoch} x "
         f"{accelerators} accelerators x batch {workload.reader.batch_size} / {d.num_samples_per_file} samples per file)",
         f"num_files_train: {size.num_files_train} (the {which} rule sets it)",
-        f"disk space: {size.disk_bytes / GIB:.2f} GiB ({size.disk_bytes} bytes)",
+        f"disk space: {size.disk_bytes / GiB:.2f} GiB ({size.disk_bytes} bytes)",
     ]
     if size.num_subfolders:
         lines.append(f"num_subfolders_train: {size.num_subfolders} (above {ed.files_per_folder:,} files, "
@@ -78,12 +79,12 @@ def _checkpoint(workload, hosts, ranks, memory, ed):
     writers = [b for b in size.rank_bytes if b]
     lines = [
         f"{workload.model.name}: MLPerf Storage {ed.name} checkpoint size on {world} ranks over {hosts} host(s), "
-        f"{memory / GIB:.2f} GiB memory per host (ZeRO {workload.model.parallelism.zero_stage}, "
+        f"{memory / GiB:.2f} GiB memory per host (ZeRO {workload.model.parallelism.zero_stage}, "
         f"TP {workload.model.parallelism.tensor} x PP {workload.model.parallelism.pipeline})",
-        f"  total: {size.total_bytes / GIB:.2f} GiB",
-        f"  per rank: {min(writers) / GIB:.2f} to {max(writers) / GIB:.2f} GiB on {len(writers)} writing rank(s)"
+        f"  total: {size.total_bytes / GiB:.2f} GiB",
+        f"  per rank: {min(writers) / GiB:.2f} to {max(writers) / GiB:.2f} GiB on {len(writers)} writing rank(s)"
         if writers else "  per rank: nothing written",
-        f"  per host: {min(size.host_bytes) / GIB:.2f} to {max(size.host_bytes) / GIB:.2f} GiB",
+        f"  per host: {min(size.host_bytes) / GiB:.2f} to {max(size.host_bytes) / GiB:.2f} GiB",
     ]
     if size.split_required:
         lines.append(f"  a host writes under {ed.checkpoint_memory_ratio} x its memory: run write-only "

@@ -19,7 +19,6 @@ from dldriver.checkpoint.layout import checkpoint_layout
 from dldriver.errors import DlDriverError
 from dldriver.mlperf.rules import Edition, checkpoint_model_name
 
-GIB = 1024**3
 RULE_MEMORY = "host memory"
 RULE_STEPS = "500 steps"
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from dldriver.errors import DlDriverError
-from dldriver.mlperf.datasize import GIB
+from dldriver.units import GiB
 from dldriver.mlperf.provenance import FILE as PROVENANCE_FILE
 from dldriver.mlperf.verdict import RunRecord
 
@@ -46,7 +46,7 @@ def read_run(folder: Path, host_memory_bytes: int | None = None) -> RunRecord:
     if config is None:
         raise DlDriverError(f"{folder}: neither {PROVENANCE_FILE} nor a config in {SUMMARY}; "
                             "rerun it with this dl-driver")
-    memory = host_memory_bytes or int(min(summary.get("host_memory_GB") or [0]) * GIB)
+    memory = host_memory_bytes or int(min(summary.get("host_memory_GB") or [0]) * GiB)
     return RunRecord(
         folder=str(folder),
         start=summary.get("start", ""),

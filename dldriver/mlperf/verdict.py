@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dldriver.mlperf.datasize import (GIB, allowed_processes, checkpoint_size, training_size)
+from dldriver.units import GiB
+from dldriver.mlperf.datasize import (allowed_processes, checkpoint_size, training_size)
 from dldriver.mlperf.rules import CHECKPOINT_CLOSED_OVERRIDES, Edition, checkpoint_model_name
 
 CLOSED, OPEN, INVALID = "CLOSED", "OPEN", "INVALID"
@@ -128,7 +129,7 @@ def _training_findings(edition, reference, actual, hosts, accelerators, memory) 
         found.append(_finding(edition, INVALID, "trainingRecalculateDatasetSize",
                               f"dataset.num_files_train = {d['num_files_train']} is below the {need.num_files_train} "
                               f"files the {need.rule} rule asks for {hosts} host(s) x {accelerators // hosts} "
-                              f"accelerator(s) with {memory / GIB:.2f} GiB each"))
+                              f"accelerator(s) with {memory / GiB:.2f} GiB each"))
     return found
 
 
@@ -174,8 +175,8 @@ def _checkpoint_findings(edition, reference, actual, hosts, ranks, memory, drop_
         together = c["num_checkpoints_write"] != 0 and c["num_checkpoints_read"] != 0
         if size.split_required and together and not drop_caches:
             found.append(_finding(edition, INVALID, "checkpointDataSizeRatio",
-                                  f"a host writes {min(size.host_bytes) / GIB:.2f} GiB, under "
-                                  f"{edition.checkpoint_memory_ratio} x its {memory / GIB:.2f} GiB, and the run "
+                                  f"a host writes {min(size.host_bytes) / GiB:.2f} GiB, under "
+                                  f"{edition.checkpoint_memory_ratio} x its {memory / GiB:.2f} GiB, and the run "
                                   "reads back without dropping caches: use --drop-caches, or a write-only run "
                                   "then a read-only one"))
     return found

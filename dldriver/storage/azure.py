@@ -199,6 +199,10 @@ class AzureStorage(ObjectStorage):
 
     _create_root = create_container
 
+    def _root_exists(self) -> bool:
+        with self._calls(f"az://{self.container}"):
+            return self.client.exists()
+
     # -- reads -----------------------------------------------------------------------------------
 
     def list_sizes(self, prefix: str = "") -> dict[str, int]:

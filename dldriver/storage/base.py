@@ -208,6 +208,11 @@ class Storage(ABC):
         """Make the connection now rather than on the first call (object stores); raises what that
         first call would. A no-op where there is nothing to connect."""
 
+    def prepare_writes(self) -> None:
+        """Connect, and create the bucket / container where it is missing, so that the first timed write
+        pays for neither (a run's first checkpoint save). A no-op where there is nothing to prepare:
+        a file system's folders are made by the writes themselves."""
+
     @abstractmethod
     def child(self, prefix: str) -> "Storage":
         """A storage rooted at `prefix` under this one."""
@@ -246,7 +251,7 @@ class ObjectStorage(Storage):
     """A bucket or container and a key prefix in it (s3, az): what the object stores share.
 
     Subclasses provide `client` (from a ClientCache), `_calls(uri)` (a context manager turning SDK
-    errors into StorageErrors naming `uri`), `_create_root()` (create the bucket / container) and
+    errors into StorageErrors naming `uri`), `_create_root()` (create the bucket / container), `_root_exists()` and
     `list_sizes(prefix)` (one paginated listing, which carries every object's size).
     """
 
@@ -295,8 +300,18 @@ class ObjectStorage(Storage):
     @abstractmethod
     def _create_root(self) -> None: ...
 
+    @abstractmethod
+    def _root_exists(self) -> bool: ...
+
     def connect(self) -> None:
         self.client  # noqa: B018 -- made and cached for every later call
+
+    def prepare_writes(self) -> None:
+        # Asked first, created only when missing: a user may write into a bucket without the right to
+        # create one. The question is also the client's first request (its lazy set-up, a pooled connection).
+        self.connect()
+        if not self._root_exists():
+            self._create_root()
 
     def _full(self, key: str) -> str:
         """The object's full name in the bucket / container."""

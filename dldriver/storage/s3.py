@@ -189,6 +189,14 @@ class S3Storage(ObjectStorage):
 
     _create_root = create_bucket
 
+    def _root_exists(self) -> bool:
+        try:
+            with self._calls(f"s3://{self.bucket}"):
+                self.client.head_bucket(Bucket=self.bucket)
+            return True
+        except MissingObjectError:  # HEAD's bare 404: the bucket is what was asked for
+            return False
+
     # -- reads -----------------------------------------------------------------------------------
 
     def list_sizes(self, prefix: str = "") -> dict[str, int]:
