@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from dldriver.config.uri import dataset_uri, storage_options
+from dldriver.dataset import resources
 from dldriver.dataset.compare import compare, stat_listing
 from dldriver.dataset.layout import SPLITS, dataset_files
 from dldriver.dataset.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum, checksum_problem,
@@ -37,11 +38,13 @@ from dldriver.dataset.manifest import (GENERATOR_VERSION, MANIFEST_KEY, checksum
                                        stored_dataset_hash)
 from dldriver.errors import DatasetError, DlDriverError
 from dldriver.formats import get_format
-from dldriver.formats.base import warm_random
+from dldriver.formats.base import Format, warm_random
 from dldriver.heap import keep_freed_buffers
+from dldriver.lifetime import die_with_parent, parent_gone
 from dldriver.outputs import check_dataset_folder
 from dldriver.storage import open_storage
 from dldriver.storage.base import MissingContainerError
+from dldriver.storage.file import TMP_MARK
 
 SAVE_EVERY_S = 5.0
 SAVE_COST_FACTOR = 20       # ... and at least 20 times as long as the last save took (a million files make
@@ -49,6 +52,7 @@ SAVE_COST_FACTOR = 20       # ... and at least 20 times as long as the last save
 STREAM_ABOVE = 256 << 20    # files bigger than this are streamed (when their format can) to bound memory
 WATCH_S = 0.5               # how often the parent checks that its workers still live, while none reports
 _DATA_PREFIXES = ("train/", "valid/", "index/")
+OBJECTS_PER_FILE = {"tfrecord": 2, "indexed_binary": 3, "mmap_indexed_binary": 3}  # the data file + its indexes
 
 
 def _connect_quietly(storage) -> None:
@@ -151,10 +155,11 @@ def _in_process(storage, jobs):
         yield "error", err
 
 
-def _taken(jobs: list, taken):
+def _taken(jobs: list, taken, parent: int):
     """The jobs this worker takes, one at a time, each the next that no worker has taken yet (`taken`:
-    a shared count of jobs taken; `jobs` came with the fork, so nothing is sent but that count)."""
-    while True:
+    a shared count of jobs taken; `jobs` came with the fork, so nothing is sent but that count). None
+    once the parent has died: nobody would record the file."""
+    while not parent_gone(parent):
         with taken.get_lock():
             index = taken.value
             taken.value = index + 1
@@ -163,10 +168,11 @@ def _taken(jobs: list, taken):
         yield jobs[index]
 
 
-def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
+def _worker(uri: str, options: dict, jobs: list, taken, events, parent: int) -> None:
     """A worker process: write the jobs it takes until none is left, sending ("file", done) per file
     written, ("error", DlDriverError) or ("crash", traceback text) when it stops on one, and
-    ("exit", None) last."""
+    ("exit", None) last. It dies with its parent (`parent`, the pid of the process recording the files)."""
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and when it does, we end at once
     keep_freed_buffers()
@@ -175,7 +181,7 @@ def _worker(uri: str, options: dict, jobs: list, taken, events) -> None:
         # Making the connection (an SDK client: tens of milliseconds) is a worker's fixed cost: pay it
         # while the worker builds its first file instead of before its first put.
         threading.Thread(target=_connect_quietly, args=(storage,), daemon=True).start()
-        for event in _in_process(storage, _taken(jobs, taken)):
+        for event in _in_process(storage, _taken(jobs, taken, parent)):
             events.put(event)
     except BaseException:  # noqa: BLE001 -- a bug: the parent reports it, with where it happened
         events.put(("crash", traceback.format_exc()))
@@ -219,8 +225,8 @@ def _events(storage, jobs: list, processes: int, uri: str, options: dict):
         return
     context = multiprocessing.get_context("fork")
     taken, events = context.Value("q", 0), context.Queue()
-    workers = [context.Process(target=_worker, args=(uri, options, jobs, taken, events), daemon=True)
-               for _ in range(processes)]
+    args = (uri, options, jobs, taken, events, os.getpid())
+    workers = [context.Process(target=_worker, args=args, daemon=True) for _ in range(processes)]
     try:
         for process in workers:
             process.start()
@@ -299,13 +305,19 @@ def _record(events, entries: dict, bar, save_partial) -> None:
 
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
+    began = time.time()
     uri, options = dataset_uri(workload), storage_options(workload)
     check_dataset_folder(uri)
-    get_format(workload.dataset.format)  # an unknown format fails before any work starts
-    warm_random()  # once here, not in every forked worker before its first file
+    fmt = get_format(workload.dataset.format)  # an unknown format fails before any work starts
+    # What the host must hold, checked before any list the size of the dataset is made.
+    resources.check_file_list(workload)
+    resources.check_file_memory(workload, streamed=type(fmt).stream_file is not Format.stream_file)
     storage = open_storage(uri, options)
+    previous = load_manifest(storage)
+    _check_room(workload, storage, previous)
+    known = {} if force else _known_entries(previous, workload)
+    warm_random()  # once here, not in every forked worker before its first file
     specs = [spec for split in SPLITS for spec in dataset_files(workload, split)]
-    known = {} if force else _known_entries(load_manifest(storage), workload)
     entries = {key: group for key, group in known.items() if key in {s.key for s in specs}}
     # On an object store one listing tells every size: a resume then sends the workers only the files to
     # write, where checking each file would be a request per file (a million HEADs for a million files).
@@ -337,7 +349,19 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
             bar.close()
     _warn_extra_files(storage, present.result(), {key for group in entries.values() for key in _group_keys(group)})
     _make_split_folders(storage)
+    _remove_stale_temporaries(storage, began)
     return manifest
+
+
+def _check_room(workload, storage, previous: dict | None) -> None:
+    """Refuse a local folder without the space or inodes for what is left to write. The files the last
+    manifest records are rewritten in place (or kept): their space is not needed again."""
+    local = storage.local_path(MANIFEST_KEY)
+    recorded = previous["files"] if previous else []
+    resources.check_local_room(workload, local and os.path.dirname(local),
+                               written_bytes=sum(e.get("size", 0) for e in recorded),
+                               written_files=sum("index_of" not in e for e in recorded),
+                               objects_per_file=OBJECTS_PER_FILE.get(workload.dataset.format, 1))
 
 
 def _group_keys(group: list[dict]) -> list[str]:
@@ -387,6 +411,20 @@ def _warn_extra_files(storage, present: list[str], written: set[str]) -> None:
               "or use another dataset.data_folder", file=sys.stderr)
 
 
+def _remove_stale_temporaries(storage, began: float) -> None:
+    """Temporary files (storage.file.TMP_MARK) that an earlier, killed generation left in the data folders:
+    older than this run, so no writer of ours holds them. Object stores leave none that can be seen."""
+    for prefix in _DATA_PREFIXES:
+        root = storage.local_path(prefix.rstrip("/"))
+        if root is None or not os.path.isdir(root):
+            continue
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if TMP_MARK in name and os.stat(path).st_mtime < began:
+                    os.remove(path)
+
+
 def _make_split_folders(storage) -> None:
     """DLIO 2.0.0 lists `valid/` even with no eval files and fails if the folder is missing."""
     for split in ("train", "valid"):
@@ -400,6 +438,7 @@ def dataset_manifest(workload) -> dict:
     storage = open_storage(dataset_uri(workload), storage_options(workload))
     manifest = load_manifest(storage)
     if manifest is None:
+        storage.listing(MANIFEST_KEY)  # a bucket or container that does not exist says so here
         raise DatasetError(f"{storage.key_uri(MANIFEST_KEY)}: no manifest; run `dldriver generate` with "
                            "this config first")
     return manifest

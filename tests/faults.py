@@ -1,5 +1,6 @@
-"""Helpers of the fault-injection tests: the command line in a fresh process, and what a fault must look
-like from outside (an exit code, one `error:` line naming the place, never a traceback)."""
+"""Helpers of the fault-injection tests: the command line in a fresh process, what a fault must look
+like from outside (an exit code, one `error:` line naming the place, never a traceback), and a tiny
+tmpfs that can be filled or made read-only for real (chmod cannot stop root, who runs the tests)."""
 from __future__ import annotations
 
 import contextlib
@@ -56,3 +57,32 @@ def refused(result: subprocess.CompletedProcess, *names: str, code: int | None =
 def tree(folder: Path) -> dict:
     """{relative path: bytes} of every file under `folder`: what is left on storage."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+def mount_tmpfs(folder: Path, options: str) -> None:
+    import pytest
+
+    folder.mkdir(exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                           text=True)
+    if mount.returncode != 0:
+        pytest.fail(f"these tests mount a tmpfs (root, CAP_SYS_ADMIN): {mount.stderr.strip()}")
+
+
+def unmount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Write into `folder` until its file system is full."""
+    try:
+        with open(folder / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    except OSError:
+        pass

@@ -106,8 +106,8 @@ def test_uris(tmp_path, storage, folder, expected):
 
 
 def test_checkpoint_uri_and_options(tmp_path):
-    w = load_workload(write(tmp_path, "storage:\n  storage_type: s3\n  storage_root: b\n"
+    w = load_workload(write(tmp_path, "storage:\n  storage_type: s3\n  storage_root: bkt\n"
                                       "  storage_options: {region: eu-west-1}\n"
                                       "checkpoint: {checkpoint_folder: ckpt/}\n"))
-    assert checkpoint_uri(w) == "s3://b/ckpt"
+    assert checkpoint_uri(w) == "s3://bkt/ckpt"
     assert storage_options(w) == {"region": "eu-west-1"}

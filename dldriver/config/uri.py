@@ -13,6 +13,7 @@ import posixpath
 import re
 
 from dldriver.errors import ConfigError
+from dldriver.config.names import ROOT_NAME_PROBLEM
 
 KNOWN_SCHEMES = ("file", "direct", "s3", "az")
 SCHEME_OF_STORAGE = {"local_fs": "file", "direct": "direct", "s3": "s3", "azure": "az"}
@@ -82,6 +83,9 @@ def _from_storage(workload, folder: str, scheme: str):
         what = "bucket" if scheme == "s3" else "container"
         return ("storage.storage_root", f"must name the {what} for storage.storage_type "
                                         f"{workload.storage.storage_type}, got {root!r}")
+    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+    if problem:
+        return ("storage.storage_root", problem)
     prefix = posixpath.normpath("/" + folder).strip("/")
     return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
 
@@ -90,6 +94,9 @@ def _object_uri(scheme: str, rest: str, key: str, folder: str):
     bucket, _, prefix = rest.strip("/").partition("/")
     if not bucket:
         return (key, f"{folder!r} names no {'bucket' if scheme == 's3' else 'container'}")
+    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+    if problem:
+        return (key, f"{folder!r}: {problem}")
     prefix = posixpath.normpath("/" + prefix).strip("/")
     return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
 

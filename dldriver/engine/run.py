@@ -34,10 +34,12 @@ from dldriver.engine.report import build_checkpoint_report, build_report, print_
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
+from dldriver.metrics.outdir import check_results_room, results_write_errors
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
 from dldriver.mlperf.provenance import write_provenance
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
+from dldriver.dataset.resources import check_file_list, check_sample_memory
 from dldriver.redact import RedactingFilter
 
 log = logging.getLogger("dldriver")
@@ -65,6 +67,9 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
     size = world_size(ranks)
+    check_results_room(output or workload.output.folder or "output")
+    check_file_list(workload)
+    check_sample_memory(workload)
     if not wf.train:
         if not wf.checkpoint:
             raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
@@ -118,8 +123,17 @@ def _rank0_folder(comm: Comm, out: Path):
     if comm.rank != 0:
         yield None
         return
-    with staged_run_folder(out) as folder:
+    with results_write_errors(out), staged_run_folder(out) as folder:
         yield folder
+
+
+class _RunLog(logging.FileHandler):
+    """dlio.log. A line it cannot write (a full disk) is left to the results writer, which then fails and
+    names the folder once, instead of logging printing a traceback for every message."""
+
+    def handleError(self, record) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 @contextmanager
@@ -134,7 +148,7 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
     console.addFilter(lambda record: not getattr(record, "file_only", False))
     handlers.append(console)
     if folder is not None:
-        logfile = logging.FileHandler(folder / spec.workload.output.log_file)
+        logfile = _RunLog(folder / spec.workload.output.log_file)
         logfile.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
         handlers.append(logfile)
     previous = log.level

@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from dldriver.dataset.source import SampleSource
+from dldriver.errors import DlDriverError
 from dldriver.loaders.base import Batch, Key, Loader, prefetch_factor, read_batch
 
 log = logging.getLogger("dldriver")
@@ -84,14 +85,23 @@ class _SlotRef:
 
 class _BatchDataset(Dataset):
     """Indexed by (slot, keys): a worker reads a whole batch of (file, sample) keys into its ring slot
-    (or, slot None, into a fresh tensor), rather than sample by sample through a collate."""
+    (or, slot None, into a fresh tensor), rather than sample by sample through a collate.
+
+    A read that fails with a DlDriverError (a damaged file, a storage that stopped answering) comes back
+    as that error, a value: raised in a worker, torch would wrap it in a RuntimeError holding the
+    worker's traceback, and the user would see that instead of the one line naming the file."""
 
     def __init__(self, source: SampleSource):
         self.source = source
         self.ring: _Ring | None = None
 
     def __getitem__(self, item):
-        slot, keys = item
+        try:
+            return self._read(*item)
+        except DlDriverError as err:
+            return err
+
+    def _read(self, slot, keys):
         if slot is None:
             batch = read_batch(self.source, keys, _empty)
             return batch.data, batch.keys, batch.nbytes, batch.sample_seconds
@@ -158,7 +168,10 @@ class PyTorchLoader(Loader):
             self._dataset.ring = self._ring
             self._started = True
         self._batches.batches = [(self._slot(i, keys), keys) for i, keys in enumerate(batches)]
-        for data, keys, nbytes, seconds in self._loader:
+        for item in self._loader:
+            if isinstance(item, DlDriverError):
+                raise item
+            data, keys, nbytes, seconds = item
             yield Batch(data.tensor() if isinstance(data, _SlotRef) else data, keys, nbytes, seconds)
 
     def _make_ring(self, batches: list) -> _Ring | None:

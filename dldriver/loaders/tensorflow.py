@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dldriver.dataset.source import SampleSource  # noqa: E402
+from dldriver.errors import DlDriverError, FormatError  # noqa: E402
 from dldriver.loaders.base import Batch, Key, Loader  # noqa: E402
 from dldriver.loaders.native import NativeLoader  # noqa: E402
 
@@ -68,9 +69,28 @@ class TensorFlowLoader(Loader):
         dataset = self._tfrecord_dataset(runs, len(batches[0]) if batches else 1)
         if self.prefetch > 0:
             dataset = dataset.prefetch(self.prefetch)
-        for data, batch_keys, nbytes, seconds in dataset:
+        batches_out = iter(dataset)
+        while True:
+            try:
+                data, batch_keys, nbytes, seconds = next(batches_out)
+            except StopIteration:
+                return
+            except tf.errors.OpError as err:
+                raise self._failure(err, [f for f, _, _ in runs]) from None
             yield Batch(data, [tuple(k) for k in batch_keys.numpy().tolist()], int(nbytes),
                         seconds.numpy().tolist())
+
+    def _failure(self, err, files: list[int]) -> DlDriverError:
+        """The one-line error for a failure of TFRecordDataset, whose messages name no file: the first of
+        `files` that our own reader finds damaged (the source path's errors are raised as they are)."""
+        for f in dict.fromkeys(files):
+            try:
+                for sample in range(self.source.num_samples(f)):
+                    self.source.fetch(f, sample)
+            except DlDriverError as found:
+                return found
+        first = (err.message or type(err).__name__).strip().splitlines()[0]
+        return FormatError(f"{self.source.uri}: TensorFlow could not read the dataset: {first}")
 
     def _source_epoch(self, batches):
         for batch in self._pool.epoch(batches):

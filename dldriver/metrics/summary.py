@@ -213,8 +213,8 @@ def staged_run_folder(out) -> Iterator[Path]:
             shutil.rmtree(stale, ignore_errors=True)
     partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     partial.mkdir()
-    write_marker(partial, RUN_MARKER, "run")
     try:
+        write_marker(partial, RUN_MARKER, "run")  # inside: a full disk may refuse even the marker
         yield partial
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -3,7 +3,9 @@
 Credentials: AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_URL with AZURE_STORAGE_KEY (and
 AZURE_STORAGE_ACCOUNT when the name is not the URL's first label or path segment); storage_options
 connection_string / account_url / account_key / account_name take precedence. dl-driver's own options:
-azure_max_attempts, azure_block_size and azure_single_put_size (bytes), connect_timeout, read_timeout.
+azure_max_attempts, azure_block_size and azure_single_put_size (bytes), connect_timeout and read_timeout
+(seconds, default 10 and 60), wait_notice_s (a request waiting this long is reported on stderr, again
+every 10 s; default 5).
 
 put() creates the container when it does not exist; reading a missing container is an error. A
 streamed upload that is aborted leaves only uncommitted blocks, which are invisible and which the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
@@ -84,13 +87,13 @@ _containers = ClientCache(lambda settings: _services.get(settings[0]).get_contai
 
 class AzureStorage(ObjectStorage):
     scheme = "az"
+    attempts_option = "azure_max_attempts"
 
     def __init__(self, container: str, prefix: str = "", options: dict | None = None, threads: int = 8):
         if not container:
             raise StorageError("az://: a container name is required (az://container/prefix)")
         self.container = container
         super().__init__(container, prefix, options, threads)
-        self.max_attempts = int(self._opts.get("azure_max_attempts", 5))
         self.block_size = int(self._opts.get("azure_block_size", DEFAULT_BLOCK_SIZE))
 
     # -- the client ------------------------------------------------------------------------------
@@ -98,14 +101,28 @@ class AzureStorage(ObjectStorage):
     @property
     def client(self):
         """The ContainerClient, shared by every storage of this process with the same settings."""
-        return _containers.get((self._settings(), self.container))
+        settings = self._settings()
+        try:
+            return _containers.get((settings, self.container))
+        except ValueError as err:  # the SDK's word for a malformed connection string or account URL
+            raise self._malformed(settings[0], err) from None
+
+    def _malformed(self, credentials: tuple, err: ValueError) -> StorageError:
+        """One line naming where the credentials came from, and never their value."""
+        kind, value = credentials[0], credentials[1]
+        option = "connection_string" if kind == "connection_string" else "account_url"
+        variable = "AZURE_STORAGE_CONNECTION_STRING" if kind == "connection_string" else "AZURE_STORAGE_ACCOUNT_URL"
+        source = f"storage_options {option}" if self._opts.get(option) else variable
+        reason = str(err).splitlines()[0] if str(err) and value not in str(err) else type(err).__name__
+        return StorageError(f"{self.uri}: {source} is malformed ({reason}); a connection string is "
+                            "'DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...;' (or with BlobEndpoint=...)")
 
     def _settings(self) -> tuple:
         """Everything the service client is made from, resolved now (the environment may change)."""
         opts = self._opts
         return (self._credentials(), max(10, self.threads), self.max_attempts, self.block_size,
                 int(opts.get("azure_single_put_size", DEFAULT_SINGLE_PUT_SIZE)),
-                float(opts.get("connect_timeout", 10)), float(opts.get("read_timeout", 60)))
+                self.connect_timeout, self.read_timeout)
 
     def _credentials(self) -> tuple:
         """("connection_string", STRING) or ("account_url", URL, NAME, KEY or None)."""
@@ -129,10 +146,14 @@ class AzureStorage(ObjectStorage):
     @contextmanager
     def _calls(self, uri: str):
         """Turn any SDK failure inside the block into one StorageError naming `uri`."""
-        from azure.core.exceptions import AzureError
+        from azure.core.exceptions import AzureError, ServiceRequestTimeoutError, ServiceResponseTimeoutError
 
+        started = time.monotonic()
         try:
-            yield
+            with self._waiting(uri):
+                yield
+        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as err:
+            raise self._not_answering(uri, started) from err
         except AzureError as err:
             raise self._error(uri, err) from err
 
@@ -158,6 +179,9 @@ class AzureStorage(ObjectStorage):
             return StorageError(f"{uri}: {code or err.status_code} {err.reason or ''}".rstrip())
         # Other SDK errors (dropped connection after retries, ...): their class name says what happened.
         return StorageError(f"{uri}: {type(err).__name__}")
+
+    def endpoint(self) -> str:
+        return self._endpoint()
 
     def _endpoint(self) -> str:
         """The account's URL (the container client's URL without the container)."""

@@ -9,12 +9,20 @@ from contextlib import contextmanager
 
 import copy
 import os
+import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 
 from dldriver.errors import StorageError
+
+
+# What an object-store request may wait: per connection, per read, and how many times it is tried.
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0
+DEFAULT_ATTEMPTS = 5
 
 
 class MissingObjectError(StorageError):
@@ -248,12 +256,36 @@ class ObjectStorage(Storage):
     """
 
     sizes_with_listing = True
+    attempts_option = ""  # the storage_options key of the attempts per request (s3_max_attempts, ...)
 
     def __init__(self, root: str, prefix: str, options: dict | None, threads: int):
         self.prefix = prefix.strip("/")
         super().__init__(join_uri(f"{self.scheme}://{root}", self.prefix))
         self._opts = dict(options or {})
         self.threads = max(1, int(threads))
+        self.max_attempts = int(self._opts.get(self.attempts_option, DEFAULT_ATTEMPTS))
+        self.connect_timeout = float(self._opts.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT_S))
+        self.read_timeout = float(self._opts.get("read_timeout", DEFAULT_READ_TIMEOUT_S))
+        self.wait_notice = float(self._opts.get("wait_notice_s", WAIT_NOTICE_S))
+
+    def endpoint(self) -> str:
+        """The service's URL, for messages."""
+        raise NotImplementedError
+
+    def limits(self) -> str:
+        """How long a request may wait, and which storage_options change it (for messages)."""
+        return (f"connect_timeout {self.connect_timeout:g} s, read_timeout {self.read_timeout:g} s, "
+                f"{self.max_attempts} attempt(s); set storage_options connect_timeout, read_timeout, "
+                f"{self.attempts_option}")
+
+    def _waiting(self, uri: str):
+        """A context around one SDK call: reported on stderr while it waits long (see Waits)."""
+        return waits.watching(self, uri)
+
+    def _not_answering(self, uri: str, started: float) -> StorageError:
+        """The last word on a call that timed out on every attempt."""
+        return StorageError(f"{uri}: the endpoint {self.endpoint()} did not answer; gave up after "
+                            f"{time.monotonic() - started:.0f} s ({self.limits()})")
 
     def list(self, prefix: str = "") -> list[str]:
         return sorted(self.list_sizes(prefix))
@@ -309,3 +341,74 @@ class ObjectStorage(Storage):
         other.prefix = self._full(prefix)
         other.uri = join_uri(self.uri, prefix)
         return other
+
+
+# -- calls that wait ---------------------------------------------------------------------------------
+
+WAIT_NOTICE_S = 5.0     # a call in flight this long is reported (storage_options wait_notice_s) ...
+WAIT_REPEAT_S = 10.0    # ... and again this often while it still waits
+
+
+class Waits:
+    """The object-store calls in flight in this process, and a thread that says on stderr, for each
+    endpoint, when one has waited long: a hung endpoint (it accepts connections, never answers) is
+    otherwise silent for its read timeout times its attempts. Entering and leaving a call cost a dict
+    insert and delete (the endpoint and limits are worked out only to report); the thread wakes once a
+    second."""
+
+    def __init__(self):
+        self._calls: dict[object, tuple] = {}
+        self._lock = threading.Lock()
+        self._pid = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's calls are not ours, and its thread did not come along."""
+        self._calls = {}
+        self._lock = threading.Lock()
+        self._pid = None
+
+    @contextmanager
+    def watching(self, storage: "ObjectStorage", uri: str):
+        if self._pid != os.getpid():
+            self._start()
+        token = object()
+        self._calls[token] = (time.monotonic(), storage, uri)
+        try:
+            yield
+        finally:
+            self._calls.pop(token, None)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._watch, name="dldriver-storage-waits", daemon=True).start()
+
+    def _watch(self) -> None:
+        told: dict[str, float] = {}
+        while True:
+            time.sleep(1.0)
+            try:
+                self._report(told)
+            except Exception:  # noqa: BLE001 -- a notice that cannot be made must not end the watch
+                pass
+
+    def _report(self, told: dict[str, float]) -> None:
+        """Say, per endpoint, how long its oldest call that is past its notice has waited (every 10 s)."""
+        now = time.monotonic()
+        oldest: dict[str, tuple] = {}
+        for start, storage, uri in list(self._calls.values()):
+            if now - start < storage.wait_notice:
+                continue
+            endpoint = storage.endpoint()
+            if endpoint not in oldest or start < oldest[endpoint][0]:
+                oldest[endpoint] = (start, storage, uri)
+        for endpoint, (start, storage, uri) in oldest.items():
+            if now - told.get(endpoint, -WAIT_REPEAT_S) >= WAIT_REPEAT_S:
+                told[endpoint] = now
+                print(f"warning: {endpoint} is not answering: a request for {uri} has waited "
+                      f"{now - start:.0f} s ({storage.limits()}); still waiting", file=sys.stderr, flush=True)
+
+
+waits = Waits()

@@ -4,7 +4,8 @@ Settings come from DLIO's `storage.storage_options` where given (access_key_id, 
 endpoint_url, region, s3_force_path_style, s3_max_attempts) and otherwise from the standard AWS
 variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION).
 dl-driver's own options: s3_retry_mode ("standard" or "adaptive"), s3_part_size and
-s3_multipart_threshold (bytes), connect_timeout and read_timeout (seconds).
+s3_multipart_threshold (bytes), connect_timeout and read_timeout (seconds, default 10 and 60),
+wait_notice_s (a request waiting this long is reported on stderr, again every 10 s; default 5).
 
 Addressing is path-style unless s3_force_path_style is false (local servers have no bucket DNS names).
 put() creates the bucket when it does not exist (a generation into a new bucket just works); reading,
@@ -13,6 +14,7 @@ listing or stat-ing a missing bucket is an error.
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -76,6 +78,7 @@ _clients = ClientCache(_make_client)
 
 class S3Storage(ObjectStorage):
     scheme = "s3"
+    attempts_option = "s3_max_attempts"
 
     def __init__(self, bucket: str, prefix: str = "", options: dict | None = None, threads: int = 8):
         if not bucket:
@@ -83,7 +86,6 @@ class S3Storage(ObjectStorage):
         self.bucket = bucket
         super().__init__(bucket, prefix, options, threads)
         opts = self._opts
-        self.max_attempts = int(opts.get("s3_max_attempts", 5))
         self.part_size = max(MIN_PART_SIZE, int(opts.get("s3_part_size", DEFAULT_PART_SIZE)))
         self.multipart_threshold = int(opts.get("s3_multipart_threshold", DEFAULT_MULTIPART_THRESHOLD))
         self.region = (opts.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -108,19 +110,26 @@ class S3Storage(ObjectStorage):
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
         return (self.region, keys, endpoint, _flag(opts.get("s3_force_path_style", True)),
                 max(10, self.threads), opts.get("s3_retry_mode", "standard"), self.max_attempts,
-                float(opts.get("connect_timeout", 10)), float(opts.get("read_timeout", 60)))
+                self.connect_timeout, self.read_timeout)
+
+    def endpoint(self) -> str:
+        return self.client.meta.endpoint_url
 
     # -- errors ----------------------------------------------------------------------------------
 
     @contextmanager
     def _calls(self, uri: str):
         """Turn any boto3 failure inside the block into one StorageError naming `uri`."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
+        started = time.monotonic()
         try:
-            yield
+            with self._waiting(uri):
+                yield
         except ClientError as err:
             raise self._client_error(uri, err) from err
+        except (ReadTimeoutError, ConnectTimeoutError) as err:
+            raise self._not_answering(uri, started) from err
         except BotoCoreError as err:
             raise self._transport_error(uri, err) from err
 
@@ -139,12 +148,12 @@ class S3Storage(ObjectStorage):
         return StorageError(f"{uri}: {code} {error.get('Message', '')}".rstrip())
 
     def _transport_error(self, uri: str, err) -> StorageError:
-        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, NoCredentialsError
+        from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
         if isinstance(err, NoCredentialsError):
             return StorageError(f"{uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                                 "(or storage_options access_key_id / secret_access_key)")
-        if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
+        if isinstance(err, EndpointConnectionError):
             return StorageError(f"{uri}: cannot reach the S3 endpoint {self.client.meta.endpoint_url} "
                                 f"after {self.max_attempts} attempt(s)")
         return StorageError(f"{uri}: {type(err).__name__}: {err}")
