@@ -177,6 +177,7 @@ def test_first_timed_save_on_an_object_store_finds_its_client_and_bucket_made(re
             f.write(f"{os.getpid()} {what}\n")
 
     make_client, create_root, save = cache._make, storage_class._create_root, Checkpointer.save
+    monkeypatch.setattr(cache, "_clients", {})  # rank 0 is this process: no client from an earlier test
     monkeypatch.setattr(cache, "_make", lambda settings: (record("client"), make_client(settings))[1])
     monkeypatch.setattr(storage_class, "_create_root", lambda self: (record("create"), create_root(self))[1])
 

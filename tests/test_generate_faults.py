@@ -79,7 +79,10 @@ def test_server_stopped_mid_generation_then_rerun_completes(tmp_path, private_s3
         stopper.join()
     lines = _error_lines(capfd.readouterr().err)
     assert code == 1 and len(lines) == 1, lines
-    assert re.match(r"error: s3://faults/data/train/img_\d+_of_40\.npz: cannot reach the S3 endpoint", lines[0])
+    # A server caught while shutting down may still answer 500 before it closes its port: either way the
+    # one line names the object.
+    assert re.match(r"error: s3://faults/data/train/img_\d+_of_40\.npz: (cannot reach the S3 endpoint|InternalError)",
+                    lines[0]), lines[0]
 
     private_s3.start()
     manifest = generate.load_manifest(storage)
