@@ -14,7 +14,11 @@ def git_commit() -> str | None:
     """The commit of the source tree this package runs from, or None outside a git checkout."""
     if not (SOURCE / ".git").exists():
         return None
-    done = subprocess.run(["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["git", "-C", str(SOURCE), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):  # no git on PATH, or it hangs
+        return None
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 

@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
 from dldriver.metrics.system import host_info
 from dldriver.mlperf.rules import CHECKPOINT_CLOSED_OVERRIDES, EDITIONS
 from dldriver.redact import redact
+from dldriver.version import git_commit
 
 SCHEMA = "dldriver-run-provenance/1"
 FILE = "provenance.json"
@@ -58,17 +58,6 @@ def launcher(env=None) -> str:
     return "dldriver"
 
 
-def git_commit() -> str:
-    """The commit of the checkout dl-driver runs from, or "unknown" for an installed package."""
-    here = Path(__file__).resolve().parent
-    try:
-        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
-
-
 def caches_dropped(how) -> bool:
     """True when the page cache was emptied: `how` is a flag, or the method the checkpoint run names
     ("drop_caches", "fadvise ...", "none (object store)") or None."""
@@ -96,7 +85,7 @@ def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: st
     scheme = storage_uri.split("://", 1)[0]
     return {
         "schema": SCHEMA,
-        "dldriver": {"version": _version("dldriver"), "git_commit": git_commit()},
+        "dldriver": {"version": _version("dldriver"), "git_commit": git_commit() or "unknown"},
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "framework": {"name": framework or "none", "version": _version(framework)},
