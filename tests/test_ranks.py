@@ -122,7 +122,8 @@ def test_under_mpiexec_a_missing_dataset_is_one_error_from_rank_0(tmp_path):
     proc = _run_cli([str(config), "-o", "out", "-q"], tmp_path, launcher=(mpiexec, "-n", "2"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: rank 0: ") and "dldriver generate" in errors[0]
+    assert len(errors) == 1 and errors[0].startswith("error: rank 0: ") and "dldriver generate" in errors[0], \
+        proc.stderr
 
 
 def _collectives(comm):

@@ -202,7 +202,7 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not list(out.glob("unet3d/native/file/r1/rep*/summary.json")):
+        while not summaries(out):                # a finished cell: rep*.partial-PID/ holds one too early
             assert proc.poll() is None and time.monotonic() < deadline, "the workflow ended before any run"
             time.sleep(0.05)
     finally:

@@ -27,6 +27,7 @@ from dldriver.errors import ConfigError, DlDriverError
 from dldriver.redact import redact_text
 
 _POLL = 0.2
+_ABORT_GRACE_S = 0.5
 
 
 class RankFailed(DlDriverError):
@@ -38,6 +39,7 @@ class Comm:
 
     rank = 0
     size = 1
+    shared_error: Optional[BaseException] = None   # the error every rank raised together (rank0_result)
 
     def barrier(self) -> None:
         """Return when every rank has called it."""
@@ -53,6 +55,34 @@ class Comm:
     @property
     def kind(self) -> str:
         return "single"
+
+
+class SharedFailure(DlDriverError):
+    """Rank 0's error as the other ranks raise it: rank0_result sent it to them by a broadcast."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def rank0_result(comm: Comm, compute: Callable[[], Any]) -> Any:
+    """compute() on rank 0 alone, its result broadcast to every rank. A DlDriverError it raises is
+    broadcast instead and raised on every rank (as SharedFailure beyond rank 0), so all ranks end
+    together and no launcher has to abort one that waits: an abort may drop rank 0's last line."""
+    outcome = None
+    if comm.rank == 0:
+        try:
+            outcome = (True, compute())
+        except DlDriverError as err:
+            comm.shared_error = err
+            outcome = (False, (str(err), err.exit_code))
+    ok, value = comm.bcast(outcome)
+    if ok:
+        return value
+    if comm.rank == 0:
+        raise comm.shared_error
+    comm.shared_error = SharedFailure(*value)
+    raise comm.shared_error
 
 
 def ranks_on_this_host(comm: Comm) -> int:
@@ -187,16 +217,29 @@ def _launch_mpi(fn):
     comm = MpiComm()
     try:
         return fn(comm)
+    except DlDriverError as err:
+        if err is not comm.shared_error:
+            _abort_all(comm, err)
+        # Every rank raised it together: rank 0 says it once, and each rank ends on its own.
+        if comm.rank == 0:
+            print(f"error: rank 0: {redact_text(str(err))}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
     except BaseException as err:
-        # Other ranks wait in a collective that this rank will never reach: say why, then end them all.
-        # One line for a DlDriverError (the traceback for a bug), and no more: MPI_Abort may return
-        # before the launcher ends this process, and the CLI would print the error a second time.
-        code = err.exit_code if isinstance(err, DlDriverError) else 1
-        if not isinstance(err, DlDriverError):
-            traceback.print_exc()
-        print(f"error: rank {comm.rank}: {redact_text(str(err))}", file=sys.stderr, flush=True)
-        comm.abort(code)
-        os._exit(code)
+        _abort_all(comm, err)
+
+
+def _abort_all(comm: MpiComm, err: BaseException) -> None:
+    """This rank failed alone and other ranks wait in a collective it will never reach: say why, then
+    end them all. One line for a DlDriverError (the traceback for a bug), and no more: MPI_Abort may
+    return before the launcher ends this process, and the CLI would print the error a second time."""
+    code = err.exit_code if isinstance(err, DlDriverError) else 1
+    if not isinstance(err, DlDriverError):
+        traceback.print_exc()
+    print(f"error: rank {comm.rank}: {redact_text(str(err))}", file=sys.stderr, flush=True)
+    # The launcher relays output and the abort on separate channels: give the line a moment to pass.
+    time.sleep(_ABORT_GRACE_S)
+    comm.abort(code)
+    os._exit(code)
 
 
 class LocalComm(Comm):

@@ -29,7 +29,7 @@ from dldriver.dataset.source import open_source
 from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_counts, checkpoint_only_rank,
                                            open_checkpointer)
 from dldriver.engine.loop import RankPlan, run_epochs
-from dldriver.engine.ranks import Comm, launch, launcher_world, world_size
+from dldriver.engine.ranks import Comm, launch, launcher_world, rank0_result, world_size
 from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
@@ -107,8 +107,8 @@ def _launched_ranks() -> bool:
 def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
     """The dataset, checked and listed by rank 0 alone and sent to the other ranks: with every rank
     listing the same bucket at start, N ranks would put N times the load on the store for one answer.
-    If the check fails, rank 0 raises and the launcher ends the others (ranks._launch_mpi)."""
-    return comm.bcast(open_dataset(workload, need_eval) if comm.rank == 0 else None)
+    If the check fails, every rank raises rank 0's error and ends (ranks.rank0_result)."""
+    return rank0_result(comm, functools.partial(open_dataset, workload, need_eval))
 
 
 def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
