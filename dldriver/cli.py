@@ -29,8 +29,9 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
     p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
-                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
-                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default), "
+                        "2.0.0 (DLIO 2.0.0's, with its checkpoint files and sizes) or 1.0 (DLIO 1.0/1.1's, for "
+                        "files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
