@@ -161,7 +161,7 @@ def _cmd_manifest(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import dataset_manifest
 
-    manifest = dataset_manifest(load_workload(args.config, args.overrides))
+    manifest = dataset_manifest(load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults))
     print(json.dumps(manifest, indent=1))
     return 0
 
@@ -171,7 +171,8 @@ def _cmd_datasize(args) -> int:
 
     return datasize_command(args.config, args.overrides, hosts=args.hosts,
                             accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                            edition=args.edition, ranks=args.ranks, as_json=args.json)
+                            edition=args.edition, ranks=args.ranks, as_json=args.json,
+                            dlio_defaults=args.dlio_defaults)
 
 
 def _cmd_mlperf_check(args) -> int:
@@ -179,7 +180,8 @@ def _cmd_mlperf_check(args) -> int:
 
     return check_command(args.config, args.overrides, runs=args.runs, hosts=args.hosts,
                          accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
+                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json,
+                         dlio_defaults=args.dlio_defaults)
 
 
 def _cmd_mlperf_search_round(args) -> int:
