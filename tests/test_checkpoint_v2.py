@@ -120,3 +120,20 @@ def test_a_real_checkpoint_run_under_2_0_0_defaults_writes_those_files(tmp_path,
     # A rerun into the same folder is allowed: 2.0.0's files are a checkpoint folder's own names.
     assert main(["checkpoint", "-q", "--dlio-defaults", "2.0.0", str(config), "-o", str(tmp_path / "out"),
                  f"++checkpoint.checkpoint_folder={ckpt}", "++checkpoint.num_checkpoints_write=1"]) == 0
+
+
+def test_tensorflow_checkpoints_share_one_state_file_and_each_reads_back(tmp_path, capsys):
+    # tf_save: every save rewrites checkpoint_folder's one `checkpoint` file, which then names the 10th
+    # save; reading the 1st back reads that save's own files, verified.
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: tiny\nframework: tensorflow\ncheckpoint:\n  model_size: 4096\n")
+    ckpt = tmp_path / "ckpt"
+    code = main(["checkpoint", "-q", "--dlio-defaults", "2.0.0", "--checkpoint-scale", "0.001", str(config),
+                 "-o", str(tmp_path / "out"), f"++checkpoint.checkpoint_folder={ckpt}",
+                 "++checkpoint.num_checkpoints_write=10", "++checkpoint.num_checkpoints_read=1"])
+    assert code == 0, capsys.readouterr().err
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names.count("checkpoint") == 1 and len(names) == 1 + 10 * 2 * 2
+    last = "layer-0-1-10-0.pb-1"
+    assert (ckpt / "checkpoint").stat().st_size == len(f'model_checkpoint_path: "{last}"\n'
+                                                       f'all_model_checkpoint_paths: "{last}"\n')

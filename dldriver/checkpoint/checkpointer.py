@@ -39,7 +39,7 @@ class Checkpointer:
         self.load_source = ChunkSource(ckpt.randomize_tensor, seed=self.load_rank, chunk_bytes=chunk_bytes)
 
     def save(self, epoch: int, step: int, sync: Optional[Callable[[], None]] = None) -> dict:
-        """Write this rank's files of global_epoch{epoch}_step{step}; returns its timing record.
+        """Write this rank's files of the checkpoint of (epoch, step); returns its timing record.
         `sync` (the ranks' barrier) ends the timed span when checkpoint.rank_sync is set."""
         folder, files = self.checkpoint_files(self.rank, epoch, step)
         return self._timed(folder, lambda: write_files(self.storage, folder, files, self.source,
@@ -47,9 +47,13 @@ class Checkpointer:
 
     def load(self, epoch: int, step: int, sync: Optional[Callable[[], None]] = None,
              verify: bool = False) -> dict:
-        """Read back every byte of global_epoch{epoch}_step{step}'s files of this rank (of load_rank, with
+        """Read back every byte of the (epoch, step) checkpoint's files of this rank (of load_rank, with
         recovery_rank_shift); returns its timing record."""
         folder, files = self.checkpoint_files(self.load_rank, epoch, step)
+        if not folder:
+            # Without a folder per checkpoint (2.0.0), TensorFlow's one `checkpoint` state file names the
+            # last save, not this one: it is no part of what this load reads.
+            files = [(name, n) for name, n in files if name != layout.TF_STATE]
         source = self.load_source
         return self._timed(folder, lambda: read_files(self.storage, folder, files, source.chunk_bytes,
                                                       source if verify else None), sync)
