@@ -137,3 +137,18 @@ def test_tensorflow_checkpoints_share_one_state_file_and_each_reads_back(tmp_pat
     last = "layer-0-1-10-0.pb-1"
     assert (ckpt / "checkpoint").stat().st_size == len(f'model_checkpoint_path: "{last}"\n'
                                                        f'all_model_checkpoint_paths: "{last}"\n')
+
+
+def test_a_2_0_0_checkpoint_on_s3_is_flat_under_the_prefix(tmp_path, capsys, s3_uri):
+    from dldriver.storage import open_storage
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: tiny\nframework: pytorch\ncheckpoint:\n  model_size: 4096\n  type: all_ranks\n")
+    code = main(["checkpoint", "-q", "--dlio-defaults", "2.0.0", "--ranks", "2", "--checkpoint-scale", "0.001",
+                 str(config), "-o", str(tmp_path / "out"), f"++checkpoint.checkpoint_folder={s3_uri}/ck",
+                 "++checkpoint.num_checkpoints_write=1", "++checkpoint.num_checkpoints_read=1"])
+    assert code == 0, capsys.readouterr().err
+    # each tensor scaled, keeping at least 8 bytes (MIN_TENSOR_BYTES)
+    model, layer = max(8, int(4096 * 0.001)), int(17371 * 0.001) + int(24740228 * 0.001)
+    assert open_storage(f"{s3_uri}/ck").list_sizes() == {
+        "model-1-1-0.pt": model, "model-1-1-1.pt": model, "layer-0-1-1-0.pt": layer, "layer-0-1-1-1.pt": layer}
