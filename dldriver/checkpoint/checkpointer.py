@@ -73,7 +73,7 @@ class Checkpointer:
         if sync is not None and self.workload.checkpoint.rank_sync:
             sync()  # DLIO's rank_sync: the barrier after each save/load counts in its time
         duration = time.perf_counter() - t0
-        return {"folder": folder, "start": start, "end": start + duration, "duration": duration, "bytes": nbytes}
+        return {"folder": folder or ".", "start": start, "end": start + duration, "duration": duration, "bytes": nbytes}
 
     def drop_page_cache(self, checkpoints: list[tuple[int, int]]) -> str:
         """Evict the files of these checkpoints, (epoch, step) each, of every rank, from the page cache;
