@@ -25,6 +25,8 @@ from dldriver.config import load_workload, resolved_dict
 
 UPSTREAM = Path(__file__).parent / "data" / "upstream"
 FILES, SAMPLES, BATCH, RECORD, SCALE = 4, 2, 2, 4096, 0.00001
+STEPS = FILES * SAMPLES // BATCH
+EVAL_FILES, EVAL_BATCH = 1, 1
 # Files that train but cannot as shipped, with the reason (tests/test_config_upstream.py checks the error).
 NOT_TRAINABLE = {"dlio-main/llama_1t.yaml": "trains with no reader.data_loader"}
 
@@ -81,15 +83,15 @@ def shrink(path: Path, tmp: Path, data: str) -> list[str]:
     if f"{record}_resize" in (doc.get("dataset") or {}):
         overrides[f"dataset.{record}_resize"] = RECORD
     if (doc.get("dataset") or {}).get("num_files_eval"):
-        overrides["dataset.num_files_eval"] = 1
-        overrides["reader.batch_size_eval"] = 1
+        overrides["dataset.num_files_eval"] = EVAL_FILES
+        overrides["reader.batch_size_eval"] = EVAL_BATCH
         overrides["evaluation.eval_time"] = 0
     if (doc.get("train") or {}).get("total_training_steps"):
-        overrides["train.total_training_steps"] = FILES * SAMPLES // BATCH
+        overrides["train.total_training_steps"] = STEPS
     # The checkpoint schedule shrunk with the run: one checkpoint, at its end.
     if (doc.get("workflow") or {}).get("checkpoint"):
         if "steps_between_checkpoints" in (doc.get("checkpoint") or {}):
-            overrides["checkpoint.steps_between_checkpoints"] = FILES * SAMPLES // BATCH
+            overrides["checkpoint.steps_between_checkpoints"] = STEPS
         else:
             overrides["checkpoint.checkpoint_after_epoch"] = 1
     return [f"++workload.{key}={value}" for key, value in overrides.items()]
@@ -167,7 +169,7 @@ def test_upstream_training_file_runs_shrunk(name, tmp_path, datasets, runs, caps
     assert summary["epochs"] == 1 and summary["num_accelerators"] == 1
     assert ours["loader"] == shipped.reader.data_loader
     assert ours["dataset_uri"].startswith("s3://" if s3 else "file://")
-    assert ours["steps_per_epoch"] == FILES * SAMPLES // BATCH
+    assert ours["steps_per_epoch"] == STEPS
     (epoch,) = ours["epochs"]
     assert epoch["samples_read"] == FILES * SAMPLES and epoch["coverage"]["ok"]
     assert ours["bytes_read"] >= FILES * SAMPLES * RECORD
@@ -179,10 +181,10 @@ def test_upstream_training_file_runs_shrunk(name, tmp_path, datasets, runs, caps
     if shipped.workflow.checkpoint:
         assert metric["save_checkpoint_duration_mean_seconds"] > 0
         # the files of the generation's layout (2.0.0's flat model-/layer- files, HEAD's folder per checkpoint)
-        steps = FILES * SAMPLES // BATCH
-        folder = checkpoint_folder(1, steps, layer_mode(run))
-        want = {f"{folder}/{n}" if folder else n: size for n, size in checkpoint_layout(run, 1, SCALE, 1, steps)[0]}
+        folder = checkpoint_folder(1, STEPS, layer_mode(run))
+        want = {f"{folder}/{n}" if folder else n: size for n, size in checkpoint_layout(run, 1, SCALE, 1, STEPS)[0]}
         ckpt = runs[key] / "ckpt"
         assert {str(p.relative_to(ckpt)): p.stat().st_size for p in ckpt.rglob("*") if p.is_file()} == want
     if shipped.workflow.evaluation:
-        assert ours["eval_steps"] == SAMPLES and metric["eval_throughput_mean_samples_per_second"] > 0
+        assert ours["eval_steps"] == EVAL_FILES * SAMPLES // EVAL_BATCH
+        assert metric["eval_throughput_mean_samples_per_second"] > 0

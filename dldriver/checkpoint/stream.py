@@ -130,7 +130,8 @@ def read_files(storage, folder: str, files, chunk_bytes: int = CHUNK_BYTES, veri
         total += data
     for name, nbytes in files:
         if verify is not None and digests[name].digest() != _digest(verify.chunks(name, nbytes)):
-            raise CheckpointError(f"checkpoint file {storage.uri}/{file_key(folder, name)} differs from what was written")
+            raise CheckpointError(f"checkpoint file {storage.uri}/{file_key(folder, name)} differs from what was "
+                                  "written")
     return total
 
 
