@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dldriver.outputs import OutputFolderError, check_run_folder
-from faults import ROOT, dldriver, refused, tree
+from faults import ROOT, dldriver, in_process, refused, tree
 from test_run_helpers import make_dataset, workload_doc, write_config
 
 
@@ -168,3 +168,72 @@ def test_run_folder_of_a_version_before_markers_is_recognised_by_its_files(tmp_p
     (old / "notes.txt").write_text("mine")
     with pytest.raises(OutputFolderError, match="notes.txt|not an earlier dl-driver run"):
         check_run_folder(old)
+
+
+# ---- MLPerf commands: datasize, mlperf check, mlperf search-round -----------------------------------
+
+UNET3D = str(ROOT / "configs/workloads/unet3d_a100.yaml")
+LLAMA8B = str(ROOT / "configs/workloads/llama_8b_zero3.yaml")
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["datasize", UNET3D, "--hosts", "0"], "--hosts"),
+    (["datasize", UNET3D, "--accelerators-per-host", "0"], "--accelerators-per-host"),   # was taken as 1
+    (["datasize", UNET3D, "--host-memory-gib", "nan"], "--host-memory-gib"),             # was a traceback
+    (["datasize", UNET3D, "--host-memory-gib", "-1"], "got -1.0"),                        # as typed, not bytes
+    (["datasize", LLAMA8B, "--ranks", "0"], "--ranks"),                                   # was the default
+    (["mlperf", "check", UNET3D, "--hosts", "0"], "--hosts"),                             # ZeroDivisionError
+    (["mlperf", "check", UNET3D, "--host-memory-gib", "inf"], "--host-memory-gib"),
+    (["mlperf", "check", UNET3D, "--accelerators-per-host", "-2"], "--accelerators-per-host"),
+])
+def test_mlperf_options_out_of_range_are_one_line(args, flag):
+    line = refused(in_process(*args), flag, code=2)
+    assert "above zero" in line
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny, tmp_path_factory):
+    """One finished run folder of the tiny workload (in-process, one rank)."""
+    config, _ = tiny
+    out = tmp_path_factory.mktemp("faults-cli-run") / "run"
+    r = in_process("run", config, "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_search_round_out_never_replaces_a_foreign_file_nor_writes_half(tiny_run, tmp_path):
+    thesis = tmp_path / "thesis.yaml"
+    thesis.write_text("mine")
+    line = refused(in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--out", thesis), str(thesis))
+    assert "nothing was changed" in line and thesis.read_text() == "mine"
+    refused(in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--out", tmp_path), "is a folder")
+    refused(in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--out", tmp_path / "no/r.json"),
+            "does not exist")
+    for bad in (["--sweep", "0"], ["--sweep", "1", "--runs", "0"]):
+        refused(in_process("mlperf", "search-round", tiny_run, *bad, "--out", tmp_path / "r.json"), bad[-2], code=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.yaml"]
+    # A new file, then the same round again over its own file: replaced whole, nothing left beside it.
+    for _ in range(2):
+        r = in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--out", tmp_path / "r.json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads((tmp_path / "r.json").read_text())["sweep"] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "thesis.yaml"]
+
+
+@pytest.mark.parametrize("file, damage, named", [
+    ("provenance.json", lambda d: [], "a JSON list"),
+    ("provenance.json", lambda d: d | {"workload": 5}, "no workload.config"),
+    ("provenance.json", lambda d: d | {"hosts": "two"}, "hosts is 'two'"),
+    ("summary.json", lambda d: d | {"num_accelerators": "x"}, "num_accelerators is 'x'"),
+    ("summary.json", lambda d: d | {"metric": {"train_au_mean_percentage": "high"}}, "train_au_mean_percentage"),
+])
+def test_mlperf_commands_name_a_damaged_run_folder(tiny, tiny_run, tmp_path, file, damage, named):
+    config, _ = tiny
+    run = tmp_path / "run"
+    run.mkdir()
+    for p in tiny_run.iterdir():
+        (run / p.name).write_bytes(p.read_bytes())
+    (run / file).write_text(json.dumps(damage(json.loads((run / file).read_text()))))
+    refused(in_process("mlperf", "check", config, "--runs", run), f"{run / file}", named)
+    refused(in_process("mlperf", "search-round", run, "--sweep", "1", "--out", tmp_path / "r.json"), named)
+    assert not (tmp_path / "r.json").exists()

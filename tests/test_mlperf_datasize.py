@@ -72,8 +72,8 @@ def test_datasize_cli_json_and_bad_flag(capsys):
                  "--host-memory-gib", "128", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["num_files_train"] == 56000 and data["rule"] == RULE_STEPS
-    assert main(["datasize", W + "unet3d_a100.yaml", "--hosts", "0"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --hosts: must be positive, got 0"
+    assert main(["datasize", W + "unet3d_a100.yaml", "--hosts", "0"]) == 2   # a command-line error
+    assert capsys.readouterr().err.strip() == "error: --hosts: must be a number above zero, got 0"
 
 
 def test_host_memory_defaults_to_this_host(capsys):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import shlex
 from pathlib import Path
 
@@ -9,8 +11,8 @@ import psutil
 
 from dldriver.units import GiB
 from dldriver.config import load_workload, resolved_dict
-from dldriver.errors import DlDriverError
-from dldriver.redact import redact
+from dldriver.errors import ConfigError, DlDriverError
+from dldriver.redact import redact, redact_text
 from dldriver.mlperf.datasize import (RULE_MEMORY, allowed_processes, checkpoint_size,
                                       workload_training_size)
 from dldriver.mlperf.folders import read_run, run_folders
@@ -19,14 +21,29 @@ from dldriver.mlperf.search import count_result, next_counts, search_result
 from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
+def check_options(**options) -> None:
+    """Each given command-line count or amount (`hosts=2` is --hosts) must be a finite number above zero:
+    a ConfigError naming the option as typed, before anything is computed."""
+    for name, value in options.items():
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{name.replace('_', '-')}: must be a number above zero, got {value}")
+
+
 def host_memory_bytes(gib: float | None) -> int:
     """--host-memory-gib when given, else this host's physical memory."""
     return int(gib * GiB) if gib is not None else psutil.virtual_memory().total
 
 
+def _subject(config: str, overrides: list[str]) -> str:
+    """The config and its overrides as the user typed them, credentials masked."""
+    return redact_text(f"{config} {' '.join(overrides)}".strip())
+
+
 def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerators_per_host: int | None,
                      host_memory_gib: float | None, edition: str, ranks: int | None, as_json: bool,
                      dlio_defaults: str = "head") -> int:
+    check_options(hosts=hosts, accelerators_per_host=accelerators_per_host, host_memory_gib=host_memory_gib,
+                  ranks=ranks)
     ed = edition_named(edition)
     workload = load_workload(config, overrides, dlio_defaults=dlio_defaults)
     memory = host_memory_bytes(host_memory_gib)
@@ -47,7 +64,9 @@ def _training(workload, config, overrides, hosts, per_host, memory, ed):
         new.append(f"dataset.num_subfolders_train={size.num_subfolders}")
     kept = [o for o in overrides if not o.lstrip("+").removeprefix("workload.").startswith(
         ("dataset.num_files_train=", "dataset.num_subfolders_train="))]
-    command = shlex.join(["dldriver", "generate", config, *kept, *new])
+    # Credentials among the overrides are masked: put them in the environment, not the command line.
+    kept = [redact_text(o) for o in kept]
+    command = redact_text(shlex.join(["dldriver", "generate", config, *kept, *new]))
     which = "host memory" if size.rule == RULE_MEMORY else f"{ed.min_steps_per_epoch} steps"
     lines = [
         f"{workload.model.name}: MLPerf Storage {ed.name} dataset size for {hosts} host(s) x {per_host} "
@@ -112,6 +131,7 @@ def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: 
                   drop_caches: bool, as_json: bool, dlio_defaults: str = "head") -> int:
     """The verdict on a config before it runs or, with `runs`, on those run folders. Exit 0 for CLOSED or
     OPEN, 3 for INVALID."""
+    check_options(hosts=hosts, accelerators_per_host=accelerators_per_host, host_memory_gib=host_memory_gib)
     ed = edition_named(edition)
     reference_workload = load_workload(config, dlio_defaults=dlio_defaults)
     reference = redact(resolved_dict(reference_workload))
@@ -129,7 +149,7 @@ def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: 
         findings = config_findings(ed, reference, actual, hosts=hosts, accelerators=hosts * per_host,
                                    host_memory_bytes=host_memory_bytes(host_memory_gib), drop_caches=drop_caches,
                                    workload=workload)
-        subject = f"{config} {' '.join(overrides)}".strip()
+        subject = _subject(config, overrides)
     verdict = Verdict(ed.name, tuple(findings))
     if as_json:
         print(json.dumps(verdict.to_dict() | {"subject": subject, "note": DISCLAIMER}, indent=2))
@@ -151,7 +171,9 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
                          workload: str | None = None) -> int:
     """One round of the accelerator search from the run folders of the counts tried so far (each
     `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON."""
+    check_options(sweep=min(sweep), runs=runs)
     ed = edition_named(edition)
+    check_round_file(out)
     by_count: dict[int, list] = {}
     for folder in run_folders([Path(c).parent if c.endswith(".json") else c for c in cells]):
         record = read_run(folder)
@@ -174,6 +196,38 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
             "first_fail_per_host": outcome.first_fail.count if outcome.first_fail else None,
             "hosts": first.hosts,
             "sentence": outcome.sentence(model, first.dataset)}
-    Path(out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    _write_round(Path(out), data)
     print(data["sentence"] if not data["next"] else f"next counts: {data['next']}")
     return 0
+
+
+ROUND_KEYS = ("sweep", "next", "results")
+
+
+def check_round_file(out: str) -> None:
+    """--out may name a new file in an existing folder, or an earlier round's file (a JSON object with
+    ROUND_KEYS), which is replaced; anything else is refused with one line before any run is read."""
+    path = Path(out)
+    if path.is_dir():
+        raise DlDriverError(f"--out {out}: is a folder; name the round's JSON file")
+    if not path.parent.is_dir():
+        raise DlDriverError(f"--out {out}: the folder {path.parent} does not exist")
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and all(k in earlier for k in ROUND_KEYS)):
+            raise DlDriverError(f"--out {out}: is an existing file that is not an earlier search round's; "
+                                "nothing was changed; name a new file")
+
+
+def _write_round(path: Path, data: dict) -> None:
+    """Written beside, then renamed over: a kill or a full disk never leaves half a round file."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise DlDriverError(f"--out {path}: cannot write the round file ({err.strerror or err})") from None

@@ -38,24 +38,58 @@ def _json(path: Path) -> dict:
         raise DlDriverError(f"{path}: cannot read it as JSON ({err})") from None
 
 
+def _field(doc, path: str, kinds, file: Path, default=None):
+    """doc's value at a dotted key path, checked to be of `kinds` (bool is not a number); `default` when
+    absent and a default is given, else DlDriverError naming the file and the key."""
+    value = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        what = f"no {path}" if value is None else f"{path} is {value!r}"
+        raise DlDriverError(f"{file}: {what}, not what a finished run writes; the run folder is damaged or "
+                            "not dl-driver's")
+    return value
+
+
+NUMBER = (int, float)
+
+
 def read_run(folder: Path, host_memory_bytes: int | None = None) -> RunRecord:
-    summary = _json(folder / SUMMARY)
-    ours = summary.get("dldriver") or {}
-    prov = _json(folder / PROVENANCE_FILE) if (folder / PROVENANCE_FILE).is_file() else None
-    config = prov["workload"]["config"] if prov else ours.get("config")
+    summary_file, prov_file = folder / SUMMARY, folder / PROVENANCE_FILE
+    summary = _json(summary_file)
+    if not isinstance(summary, dict):
+        raise DlDriverError(f"{summary_file}: a JSON {type(summary).__name__}, not a run's summary")
+    ours = summary.get("dldriver") if isinstance(summary.get("dldriver"), dict) else {}
+    prov = _json(prov_file) if prov_file.is_file() else None
+    if prov is not None and not isinstance(prov, dict):
+        raise DlDriverError(f"{prov_file}: a JSON {type(prov).__name__}, not a run's provenance")
+    config = _field(prov, "workload.config", (dict,), prov_file) if prov else ours.get("config")
     if config is None:
         raise DlDriverError(f"{folder}: neither {PROVENANCE_FILE} nor a config in {SUMMARY}; "
                             "rerun it with this dl-driver")
-    memory = host_memory_bytes or int(min(summary.get("host_memory_GB") or [0]) * GiB)
+    for key in ("workflow.train", "model.name", "metric.au"):
+        _field(config, key, (bool,) if key == "workflow.train" else (str,) if key == "model.name" else NUMBER,
+               prov_file if prov else summary_file)
+    memory = host_memory_bytes or int(min(_field(summary, "host_memory_GB", (list,), summary_file, [0]) or [0])
+                                      * GiB)
+    accelerators = _field(summary, "num_accelerators", (int,), summary_file)
+    hosts = _field(prov, "hosts", (int,), prov_file) if prov else _field(summary, "num_hosts", (int,),
+                                                                             summary_file, 1)
+    if accelerators < 1 or hosts < 1:
+        raise DlDriverError(f"{summary_file if accelerators < 1 else prov_file}: num_accelerators "
+                            f"{accelerators} on {hosts} host(s) is not what a finished run writes")
     return RunRecord(
         folder=str(folder),
-        start=summary.get("start", ""),
+        start=_field(summary, "start", (str,), summary_file, ""),
         config=config,
-        accelerators=summary["num_accelerators"],
-        hosts=prov["hosts"] if prov else summary.get("num_hosts", 1),
+        accelerators=accelerators,
+        hosts=hosts,
         host_memory_bytes=memory,
-        drop_caches=prov["caches_dropped"] if prov else bool(ours.get("drop_caches")),
-        au_percentage=(summary.get("metric") or {}).get("train_au_mean_percentage"),
-        dataset=prov["storage_uri"] if prov else ours.get("dataset_uri", ""),
+        drop_caches=_field(prov, "caches_dropped", (bool,), prov_file) if prov else bool(ours.get("drop_caches")),
+        au_percentage=(_field(summary, "metric.train_au_mean_percentage", NUMBER, summary_file)
+                       if (summary.get("metric") or {}).get("train_au_mean_percentage") is not None else None),
+        dataset=_field(prov, "storage_uri", (str,), prov_file) if prov else ours.get("dataset_uri", ""),
         checkpoint_scale=ours.get("checkpoint_scale", 1.0),
     )
