@@ -12,7 +12,7 @@ import yaml
 
 from dldriver.config import config_hash, load_workload, resolved_dict
 from dldriver.redact import mask, redact, redact_text
-from faults import ROOT, dldriver, refused
+from faults import ROOT, dldriver, in_process, refused
 from test_run_helpers import workload_doc, write_config
 
 SNAKEMAKE = str(Path(__import__("sys").executable).parent / "snakemake")
@@ -147,3 +147,38 @@ def test_workflow_never_writes_the_secrets(tmp_path, s3_secret_config):
     assert (out / "tiny/plan.json").is_file() and list(out.rglob("summary.json"))
     assert leaks(tmp_path, secrets) == []
     assert not any(s in r.stdout + r.stderr for s in secrets)
+
+
+def test_mlperf_commands_and_checkpoint_runs_never_write_the_secrets(tmp_path, s3_env, s3_uri, azure_env, az_uri):
+    """Credentials typed as overrides (storage_options keys, an Azure connection string): checkpoint-only
+    runs on S3 and Azure (provenance.json, summary.json, dlio.log), `datasize` and `mlperf check` (text and
+    JSON, their generate command and subject included) and a search round's file."""
+    conn = azure_env["AZURE_STORAGE_CONNECTION_STRING"]
+    account_key = conn.split("AccountKey=", 1)[1].split(";", 1)[0]
+    secret = s3_env["AWS_SECRET_ACCESS_KEY"]
+    s3_opts = [f"++storage.storage_options.{k}={v}" for k, v in (
+        ("access_key_id", s3_env["AWS_ACCESS_KEY_ID"]), ("secret_access_key", secret),
+        ("endpoint_url", s3_env["AWS_ENDPOINT_URL"]))]
+    az_opts = [f"++storage.storage_options.connection_string={conn}"]
+    doc = {"model": {"name": "tiny_ckpt", "model_size_bytes": 4096}, "framework": "pytorch",
+           "workflow": {"train": False, "checkpoint": True},
+           "checkpoint": {"num_checkpoints_write": 1, "num_checkpoints_read": 1}}
+    config = write_config(tmp_path / "secret-config.yaml", doc)
+    results = []
+    for name, where, opts in (("s3", f"{s3_uri}/ck", s3_opts), ("az", f"{az_uri}/ck", az_opts)):
+        overrides = [f"checkpoint.checkpoint_folder={where}", *opts]
+        results += [in_process("checkpoint", config, *overrides, "-o", tmp_path / f"run-{name}", "-q"),
+                    in_process("datasize", config, *overrides), in_process("datasize", config, *overrides, "--json"),
+                    in_process("mlperf", "check", config, *overrides),
+                    in_process("mlperf", "check", config, *overrides, "--json"),
+                    in_process("mlperf", "check", config, "--runs", tmp_path / f"run-{name}", "--json")]
+    results.append(in_process("mlperf", "search-round", tmp_path / "run-s3", "--sweep", "1",
+                              "--out", tmp_path / "round0.json"))
+    train = write_config(tmp_path / "secret-config-train.yaml", workload_doc(f"{s3_uri}/data"))
+    results += [in_process("datasize", train, *s3_opts), in_process("datasize", train, *s3_opts, "--json"),
+                in_process("mlperf", "check", train, *s3_opts, "--json")]
+    # `mlperf check` exits 3 (INVALID): these tiny models are none of MLPerf's.
+    assert [r.returncode for r in results] == [0, 0, 0, 3, 3, 3] * 2 + [0, 0, 0, 3], [r.stderr for r in results]
+    assert (tmp_path / "run-az/provenance.json").is_file() and (tmp_path / "round0.json").is_file()
+    assert "<redacted:" in results[-3].stdout and "<redacted:" in json.loads(results[-1].stdout)["subject"]
+    assert leaks(tmp_path, [secret, account_key], *results) == []
