@@ -121,3 +121,59 @@ def test_generate_into_a_file_system_too_small_is_refused_before_writing(tmp_pat
         assert list(mnt.iterdir()) == []
     finally:
         unmount(mnt)
+
+
+# ---- the framework API (dldriver.torch / .tensorflow / .jax share open_reading and uri_config) ------
+
+@pytest.fixture(scope="module")
+def api_dataset(tmp_path_factory):
+    """A generated four-file dataset (8 samples) and its config."""
+    root = tmp_path_factory.mktemp("faults-api")
+    doc = workload_doc(root / "data", "npz", files=4, samples=2)
+    make_dataset(root, doc)
+    return write_config(root / "w.yaml", doc), root / "data"
+
+
+@pytest.mark.parametrize("kwargs, env, named", [
+    ({"rank": "0", "world_size": "2"}, {}, "rank: expected a whole number"),         # was a TypeError
+    ({"rank": 0.5, "world_size": 2}, {}, "rank: expected a whole number"),           # was accepted
+    ({"rank": 0, "world_size": 0}, {}, "world_size: must be at least 1"),
+    ({"rank": 0, "world_size": 64}, {}, "give no full batch"),                        # was 0 batches
+    ({}, {"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc'"),                           # was a ValueError
+    ({}, {"RANK": "5", "WORLD_SIZE": "2"}, "RANK=5 and WORLD_SIZE=2"),                # was accepted
+])
+def test_framework_api_refuses_a_wrong_rank_or_world_in_one_line(api_dataset, monkeypatch, kwargs, env, named):
+    from dldriver.errors import DlDriverError
+    from dldriver.frameworks.common import open_reading
+
+    config, _ = api_dataset
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(DlDriverError) as err:
+        open_reading(config, framework="pytorch", **kwargs)
+    assert named in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda m: m | {"config": 5}, "manifest.json is damaged: config is not an object"),     # AttributeError
+    (lambda m: m | {"config": {"dataset": 7}}, "config.dataset is not an object"),          # TypeError
+    (lambda m: m | {"config": m["config"] | {"dataset": m["config"]["dataset"] | {"format": "zzz"}}},
+     "manifest.json: config: dataset.format"),                                              # named <mapping>
+])
+def test_framework_api_names_a_damaged_manifest(api_dataset, tmp_path, damage, named):
+    import json
+    import shutil
+
+    from dldriver.errors import DlDriverError
+    from dldriver.frameworks.common import open_reading, uri_config
+
+    _, data = api_dataset
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(damage(manifest)))
+    with pytest.raises(DlDriverError) as err:
+        open_reading(uri_config(str(copy), None))
+    assert named in str(err.value) and len(str(err.value).splitlines()) == 1
+    with pytest.raises(DlDriverError, match="uri: expected a dataset URI"):
+        uri_config("", "npz")      # was the working folder

@@ -111,6 +111,11 @@ def manifest_damage(manifest) -> str | None:
         value = manifest.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return f"{key} is not a file count ({value!r})"
+    config = manifest.get("config", {})
+    if not isinstance(config, dict):
+        return f"config is not an object ({type(config).__name__})"
+    if not isinstance(config.get("dataset", {}), dict):
+        return f"config.dataset is not an object ({type(config['dataset']).__name__})"
     files = manifest.get("files")
     if not isinstance(files, list):
         return f"files is not a list ({type(files).__name__})"

@@ -99,23 +99,23 @@ def launcher_world() -> Optional[tuple[int, int]]:
     for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
                                ("PMIX_RANK", "PMIX_SIZE"), ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")):
         if rank_var in env and size_var in env:
-            return _launcher_pair(rank_var, size_var)
+            return launcher_pair(rank_var, size_var)
     return None
 
 
-def _launcher_pair(rank_var: str, size_var: str) -> tuple[int, int]:
+def launcher_pair(rank_var: str, size_var: str) -> tuple[int, int]:
     """The launcher's (rank, size), checked: whole numbers, size >= 1, 0 <= rank < size."""
     values = []
     for name in (rank_var, size_var):
         text = os.environ[name].strip()
         if not text.isdigit():
             raise ConfigError(f"environment variable {name}={os.environ[name]!r}: expected a whole number "
-                              "(set by srun/mpiexec; unset it to run without a launcher)")
+                              "(set by a launcher: srun, mpiexec, torchrun; unset it to run without one)")
         values.append(int(text))
     rank, size = values
     if size < 1 or rank >= size:
         raise ConfigError(f"environment variables {rank_var}={rank} and {size_var}={size}: the rank must lie "
-                          "in 0..size-1 (set by srun/mpiexec; unset them to run without a launcher)")
+                          "in 0..size-1 (set by a launcher: srun, mpiexec, torchrun; unset them to run without one)")
     return rank, size
 
 

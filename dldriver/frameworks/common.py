@@ -24,7 +24,7 @@ from dldriver.dataset.manifest import load_manifest
 from dldriver.dataset.opening import open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import SampleSource, open_source
-from dldriver.engine.ranks import launcher_world
+from dldriver.engine.ranks import launcher_pair, launcher_world
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.storage import open_storage
 
@@ -49,9 +49,13 @@ def load_config(config, overrides=()) -> Workload:
 def uri_config(uri: str, format: str, **sections) -> dict:
     """A workload dict for a dataset URI and format with DLIO's defaults; when the URI holds a manifest
     (a dataset `dldriver generate` wrote), its dataset keys, so the manifest check passes."""
+    if not isinstance(uri, (str, os.PathLike)) or not str(uri).strip():
+        raise ConfigError(f"uri: expected a dataset URI or path, got {uri!r}")
+    uri = str(uri)
     folder = uri if _URI.match(uri) else _absolute(uri)
     doc: dict = {"dataset": {"data_folder": folder, "format": format}}
-    manifest = load_manifest(open_storage(uri if _URI.match(uri) else f"file://{folder}"))
+    storage = open_storage(uri if _URI.match(uri) else f"file://{folder}")
+    manifest = load_manifest(storage)
     if manifest is not None:
         stored = dict(manifest.get("config", {}).get("dataset", {}))
         if format is not None and stored.get("format") not in (None, format):
@@ -59,6 +63,8 @@ def uri_config(uri: str, format: str, **sections) -> dict:
         stored.update(data_folder=folder, num_files_train=manifest["num_files_train"],
                       num_files_eval=manifest["num_files_eval"])
         doc = {"dataset": stored, "train": {"seed": manifest["config"].get("seed", 123)}}
+        # The manifest's keys are checked here, so a damaged one is named (not the caller's mapping).
+        load_workload_mapping(doc, (), f"{storage.key_uri('manifest.json')}: config")
     elif format is None:
         raise ConfigError(f"{uri}: no manifest.json, so the format must be given (format=...)")
     for section, values in sections.items():
@@ -78,7 +84,7 @@ def env_world() -> Optional[tuple[int, int]]:
     """(rank, world) from torchrun's RANK/WORLD_SIZE, or mpiexec's/srun's variables."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"])
+        return launcher_pair("RANK", "WORLD_SIZE")
     return launcher_world()
 
 
@@ -88,6 +94,11 @@ def resolve_rank(rank: Optional[int], world_size: Optional[int], distributed: bo
     if rank is not None or world_size is not None:
         if rank is None or world_size is None:
             raise DlDriverError("rank and world_size: give both or neither")
+        for name, value in (("rank", rank), ("world_size", world_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DlDriverError(f"{name}: expected a whole number, got {value!r}")
+        if world_size < 1:
+            raise DlDriverError(f"world_size: must be at least 1, got {world_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise DlDriverError(f"rank {rank} is outside 0..{world_size - 1} (world_size {world_size})")
         return rank, world_size
@@ -151,6 +162,11 @@ def open_reading(config, overrides=(), framework: str = "pytorch", split: str = 
         raise DlDriverError(f"{dataset.uri}: split {split} has no files (dataset.num_files_"
                             f"{'train' if split == 'train' else 'eval'} is 0)")
     sampler = _sampler(workload, resolved, split, rank, world, entropy)
+    if sampler.drop_last and sampler.steps_per_epoch == 0:   # as `dldriver run` refuses it
+        where = resolved.origins.get("batch_size", "reader.batch_size") if split == "train" else \
+            "reader.batch_size_eval"
+        raise ConfigError(f"{where}: {sampler.total_samples} {split} samples give no full batch of "
+                          f"{sampler.batch_size} on each of {world} rank(s) (world_size {world})")
     source = open_source(workload, split, files, dataset.open_storage)
     return Reading(workload, resolved, split, rank, world, sampler, source, dataset.uri)
 
