@@ -15,6 +15,10 @@ if not workflow.overwrite_configfiles:
     configfile: "configs/config.yaml"
 
 
+include: "rules/config_check.smk"
+
+
+check_schema(config, f"{workflow.basedir}/configs/schemas/config.schema.yaml")
 validate(config, "configs/schemas/config.schema.yaml")
 
 

@@ -4,9 +4,14 @@
 import json
 import os
 import shlex
+import string
 import subprocess
 import sys
 from pathlib import Path
+
+
+# The placeholders a backend's URI template may hold (backend_uri fills them).
+URI_FIELDS = {"results", "matrix", "workload"}
 
 
 def _check_references(cfg, generations):
@@ -22,7 +27,19 @@ def _check_references(cfg, generations):
                 if ref not in known:
                     problems.append(f"workloads.{name}.{key}: unknown {key[:-1]} {ref!r} "
                                     f"(known: {', '.join(known)})")
+    for name, wl in cfg["workloads"].items():
+        if not Path(wl["file"]).is_file():
+            problems.append(f"workloads.{name}.file: {wl['file']} is not a file")
+    for key in ("results",):
+        if Path(cfg[key]).exists() and not Path(cfg[key]).is_dir():
+            problems.append(f"{key}: {cfg[key]} is a file, not a folder")
+    if cfg.get("baseline") and not Path(cfg["baseline"]).is_file():
+        problems.append(f"baseline: {cfg['baseline']} is not a file")
     for name, be in cfg["backends"].items():
+        unknown = sorted({f for _, f, _, _ in string.Formatter().parse(be["uri"]) if f is not None} - URI_FIELDS)
+        if unknown:
+            problems.append(f"backends.{name}.uri: unknown placeholder {{{unknown[0]}}} "
+                            f"(known: {', '.join(f'{{{f}}}' for f in sorted(URI_FIELDS))})")
         service = be.get("service")
         if service and cfg.get("services") and service not in cfg["services"]:
             problems.append(f"backends.{name}.service: {service!r} is not in services "

@@ -87,18 +87,53 @@ def broken(tmp_path, edit) -> str:
 
 
 @pytest.mark.parametrize("edit,expected", [
-    (lambda c: c.update(repetitions=0), "['repetitions']"),
-    (lambda c: c.update(repetition=2), "'repetition' was unexpected"),
-    (lambda c: c["workloads"]["unet3d"].update(overides=[]), "'overides' was unexpected"),
-    (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "ftp://x"),
-    (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
-    (lambda c: c.update(ranks=[0]), "['ranks']"),
+    (lambda c: c.update(repetitions=0), "\n  repetitions: 0 is less than the minimum of 1\n"),
+    (lambda c: c.update(repetition=2), "(top level): Additional properties are not allowed ('repetition' was unexpected)"),
+    (lambda c: c["workloads"]["unet3d"].update(overides=[]), "workloads.unet3d: Additional properties are not "
+                                                             "allowed ('overides' was unexpected)"),
+    (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "backends.s3.uri: 'ftp://x' does not match"),
+    (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "backends.s3.env[0]: 'aws-secret' does not match"),
+    (lambda c: c.update(ranks=[0]), "\n  ranks[0]: 0 is less than the minimum of 1\n"),
     (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]), "workloads.resnet50.loaders: unknown loader 'pytroch'"),
     (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),
      "workloads.unet3d.dlio_defaults: unknown DLIO defaults '2.0' (known: head, 2.0.0, 1.0)"),
 ])
 def test_broken_config_is_rejected_naming_the_key(tmp_path, edit, expected):
     assert expected in broken(tmp_path, edit)
+
+
+def test_every_schema_problem_is_one_line_naming_its_key_path(tmp_path):
+    """Snakemake's validate() prints the schema's text for the first problem; the workflow says each."""
+    def edit(c):
+        c["workloads"]["llama7b"]["checkpoint_scale"] = 0
+        c["searches"]["unet3d"].update(sweep=[0], edition="v9")
+        c["tolerance"] = "abc"
+
+    out = broken(tmp_path, edit)
+    lines = out[out.index("config:\n"):].splitlines()[1:5]
+    assert lines == ["  searches.unet3d.edition: 'v9' is not one of ['v2.0', 'v3.0']",
+                     "  searches.unet3d.sweep[0]: 0 is less than the minimum of 1",
+                     "  tolerance: 'abc' does not match '^[0-9]+(\\\\.[0-9]+)?%?$'",
+                     "  workloads.llama7b.checkpoint_scale: 0 is less than or equal to the minimum of 0"], out
+    assert "Failed validating" not in out
+
+
+def test_missing_files_and_unknown_placeholders_are_one_line_each(tmp_path):
+    """Were a MissingInputException per rule, a KeyError traceback ({matrx}) and a NotADirectoryError."""
+    results = tmp_path / "results.txt"
+    results.write_text("mine")
+
+    def edit(c):
+        c["workloads"]["unet3d"]["file"] = "configs/workloads/nothere.yaml"
+        c.update(results=str(results), baseline=str(tmp_path / "base.csv"))
+        c["backends"]["s3"]["uri"] = "s3://bkt-x/{matrx}/{workload}"
+
+    out = broken(tmp_path, edit)
+    for line in ("workloads.unet3d.file: configs/workloads/nothere.yaml is not a file",
+                 f"results: {results} is a file, not a folder", f"baseline: {tmp_path / 'base.csv'} is not a file",
+                 "backends.s3.uri: unknown placeholder {matrx} (known: {matrix}, {results}, {workload})"):
+        assert f"\n  {line}\n" in out, out
+    assert "Traceback" not in out and results.read_text() == "mine"
 
 
 # ---- a tiny matrix end to end -------------------------------------------------------------------
