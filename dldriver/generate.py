@@ -313,7 +313,12 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     resources.check_file_list(workload)
     resources.check_file_memory(workload, streamed=type(fmt).stream_file is not Format.stream_file)
     storage = open_storage(uri, options)
-    previous = load_manifest(storage)
+    try:
+        previous = load_manifest(storage)
+    except DatasetError:   # damaged: --force, which rewrites every file, replaces it (as its message says)
+        if not force:
+            raise
+        previous = None
     _check_room(workload, storage, previous)
     known = {} if force else _known_entries(previous, workload)
     warm_random()  # once here, not in every forked worker before its first file

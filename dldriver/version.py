@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import subprocess
-from importlib.metadata import version
+import sys
+from importlib import metadata
 from pathlib import Path
 
 from dldriver.config.generations import GENERATIONS
@@ -23,8 +24,23 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def package_version(name: str | None) -> str:
+    """The version of a package a run used: the imported module's own `__version__` (a framework is
+    imported by then, whatever its distribution is called: tensorflow-cpu), else the installed
+    distribution's; "unknown" when neither is found, "none" when there is no package (None)."""
+    if name is None:
+        return "none"
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return module.__version__
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def version_info() -> dict:
     """`dldriver version --json`: what the workflow keys its datasets and results on, and the DLIO
     generations `--dlio-defaults` knows (which the workflow checks its `dlio_defaults:` keys against)."""
-    return {"version": version("dldriver"), "generator_version": GENERATOR_VERSION, "git_commit": git_commit(),
-            "dlio_defaults": list(GENERATIONS)}
+    return {"version": metadata.version("dldriver"), "generator_version": GENERATOR_VERSION,
+            "git_commit": git_commit(), "dlio_defaults": list(GENERATIONS)}

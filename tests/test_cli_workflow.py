@@ -1,9 +1,12 @@
 """The commands the workflow calls instead of importing the package: version, manifest, run --cell."""
 import json
 
+import numpy
+
 from dldriver.aggregate.collect import collect
 from dldriver.cli import main
 from dldriver.dataset.manifest import GENERATOR_VERSION
+from dldriver.version import package_version
 
 from test_run_helpers import make_dataset, workload_doc, write_config
 
@@ -42,3 +45,14 @@ def test_a_run_records_its_cell_and_aggregate_places_it_by_that(tmp_path, capsys
     assert [(r["workload"], r["loader"], r["backend"], r["rep"]) for r in rows] == [("tiny", "native", "file", 3)]
     assert main(["run", config, "-q", "-o", str(folder), "--cell", "workload"]) == 2
     assert "--cell: 'workload' is not KEY=VALUE" in capsys.readouterr().err
+    # One function gives every version a run records: the summary's and provenance.json's agree.
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert summary["dldriver"]["versions"]["numpy"] == provenance["numpy"] == package_version("numpy") == numpy.__version__
+
+
+def test_package_version_of_a_module_a_distribution_or_nothing():
+    import yaml
+
+    assert package_version("yaml") == yaml.__version__                  # a module, by its own __version__
+    assert package_version("azure-storage-blob") != "unknown"          # a distribution, from its metadata
+    assert package_version("no-such-package-xyz") == "unknown" and package_version(None) == "none"

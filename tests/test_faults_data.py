@@ -177,3 +177,23 @@ def test_framework_api_names_a_damaged_manifest(api_dataset, tmp_path, damage, n
     assert named in str(err.value) and len(str(err.value).splitlines()) == 1
     with pytest.raises(DlDriverError, match="uri: expected a dataset URI"):
         uri_config("", "npz")      # was the working folder
+
+
+def test_generate_force_replaces_a_damaged_manifest_as_its_message_says(api_dataset, tmp_path):
+    """The damaged-manifest line says `run dldriver generate --force`; that command refused the same way."""
+    import json
+    import shutil
+
+    config, data = api_dataset
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(manifest | {"config": 5}))
+    where = f"dataset.data_folder={copy}"
+    line = faults.refused(faults.in_process("generate", config, where, "-q", "-j", "1"), "manifest.json is damaged")
+    assert "generate --force" in line
+    assert faults.in_process("generate", config, where, "-q", "-j", "1", "--force").returncode == 0
+    rewritten = json.loads((copy / "manifest.json").read_text())
+    assert rewritten["config"] == manifest["config"] and rewritten["files"] == manifest["files"]
+    done = faults.in_process("verify", config, where)
+    assert done.returncode == 0, done.stderr

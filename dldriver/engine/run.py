@@ -38,6 +38,7 @@ from dldriver.metrics.outdir import check_results_room, results_write_errors
 from dldriver.metrics.summary import staged_run_folder
 from dldriver.metrics.system import SystemSampler, host_info
 from dldriver.mlperf.provenance import write_provenance
+from dldriver.version import package_version
 from dldriver.outputs import check_checkpoint_folder, check_run_folder
 from dldriver.dataset.resources import check_file_list, check_sample_memory
 from dldriver.redact import RedactingFilter
@@ -208,7 +209,7 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
         records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
     return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
             "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
-            "framework": _framework_version(rd.data_loader)}
+            "framework": framework_versions(rd.data_loader)}
 
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
@@ -265,12 +266,12 @@ def _announce(spec: RunSpec) -> None:
     log.info("Max steps per epoch: %d", spec.steps)
 
 
-def _framework_version(loader: str) -> dict:
+def framework_versions(loader: str) -> dict:
+    """{package: version} of what a rank read with: Python, numpy and the loader's framework."""
     module = LOADER_MODULES.get(loader)
-    versions = {"python": platform.python_version()}
-    for name in ("numpy", module):
-        if name and name in sys.modules:
-            versions[name] = getattr(sys.modules[name], "__version__", "unknown")
+    versions = {"python": platform.python_version(), "numpy": package_version("numpy")}
+    if module:
+        versions[module] = package_version(module)
     return versions
 
 

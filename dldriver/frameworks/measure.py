@@ -127,7 +127,7 @@ class Measurement:
 
     def _write(self, system: dict) -> Optional[dict]:
         from dldriver.engine.report import build_report, write_report
-        from dldriver.engine.run import _framework_version
+        from dldriver.engine.run import framework_versions
         from dldriver.metrics.system import host_info
 
         if not self.records:
@@ -146,7 +146,7 @@ class Measurement:
             reader=dataclasses.replace(workload.reader, batch_size=reading.sampler.batch_size,
                                        data_loader=reading.profile.framework))
         mine = {"rank": reading.rank, "host": host_info(), "records": self.records, "system": system,
-                "checkpoint_bytes": 0, "framework": _framework_version(reading.profile.framework)}
+                "checkpoint_bytes": 0, "framework": framework_versions(reading.profile.framework)}
         gathered = _gather(mine, reading.world_size)
         if gathered is None:
             return None

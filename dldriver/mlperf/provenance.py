@@ -12,13 +12,12 @@ import hashlib
 import json
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
 
 from dldriver.metrics.system import host_info
 from dldriver.mlperf.rules import CHECKPOINT_CLOSED_OVERRIDES, EDITIONS
 from dldriver.redact import redact
-from dldriver.version import git_commit
+from dldriver.version import git_commit, package_version
 
 SCHEMA = "dldriver-run-provenance/1"
 FILE = "provenance.json"
@@ -66,15 +65,6 @@ def caches_dropped(how) -> bool:
     return bool(how)
 
 
-def _version(distribution: str | None) -> str:
-    if distribution is None:
-        return "none"
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: str) -> dict:
     """The provenance record of one run (pure but for reading this host and the installed versions)."""
     from dldriver.config import resolved_dict
@@ -85,11 +75,11 @@ def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: st
     scheme = storage_uri.split("://", 1)[0]
     return {
         "schema": SCHEMA,
-        "dldriver": {"version": _version("dldriver"), "git_commit": git_commit() or "unknown"},
+        "dldriver": {"version": package_version("dldriver"), "git_commit": git_commit() or "unknown"},
         "python": platform.python_version(),
-        "numpy": _version("numpy"),
-        "framework": {"name": framework or "none", "version": _version(framework)},
-        "storage_sdk": {"name": SDKS.get(scheme, "none"), "version": _version(SDKS.get(scheme))},
+        "numpy": package_version("numpy"),
+        "framework": {"name": framework or "none", "version": package_version(framework)},
+        "storage_sdk": {"name": SDKS.get(scheme, "none"), "version": package_version(SDKS.get(scheme))},
         "host": {"hostname": host["hostname"], "cpu": host["host_processor_name"] or "unknown",
                  "cpu_count": host["host_cpu_count"], "memory_GiB": host["host_memory_GB"]},
         "launcher": launcher(),
