@@ -197,3 +197,32 @@ def test_generate_force_replaces_a_damaged_manifest_as_its_message_says(api_data
     assert rewritten["config"] == manifest["config"] and rewritten["files"] == manifest["files"]
     done = faults.in_process("verify", config, where)
     assert done.returncode == 0, done.stderr
+
+
+# ---- checkpoints the host cannot hold ------------------------------------------------------------
+
+CHECKPOINT_ONLY = {"model": {"name": "ck", "model_size_bytes": 4096}, "framework": "pytorch",
+                   "workflow": {"train": False, "checkpoint": True},
+                   "checkpoint": {"num_checkpoints_write": 2, "num_checkpoints_read": 1}}
+
+
+def test_a_checkpoint_larger_than_the_local_disk_is_refused_before_writing(tmp_path):
+    """Was written until the disk filled (12 GB in 30 s of a 1 PB checkpoint)."""
+    config = write_config(tmp_path / "ck.yaml", CHECKPOINT_ONLY)
+    folder = tmp_path / "ckpt"
+    r = faults.in_process("checkpoint", config, f"checkpoint.checkpoint_folder={folder}",
+                          "model.model_size_bytes=1000000000000000000", "-o", tmp_path / "out", "-q")
+    line = faults.refused(r, "checkpoint.checkpoint_folder", str(folder), "free")
+    assert "checkpoint.num_checkpoints_write" in line
+    assert not folder.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("generation", ["head", "2.0.0"])
+def test_a_billion_layers_are_refused_before_any_list_is_made(tmp_path, generation):
+    """Were a hang (validate, run and datasize built 10^9 per-layer tensors; 2.0.0 wrote 10^9 files)."""
+    config = write_config(tmp_path / "ck.yaml", CHECKPOINT_ONLY)
+    layers = ["model.num_layers=1000000000", "--dlio-defaults", generation]
+    for command, *rest in (["validate"], ["datasize"], ["checkpoint", "-o", tmp_path / "out", "-q",
+                                                         f"checkpoint.checkpoint_folder={tmp_path / 'ckpt'}"]):
+        faults.refused(faults.in_process(command, config, *rest, *layers), "model.num_layers", code=2)
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "out").exists()

@@ -29,8 +29,8 @@ epoch, step and rank in their names, flat in the checkpoint folder, through the 
 from __future__ import annotations
 
 from dldriver.config import checkpoint_sizes_v2
-from dldriver.config.checkpoint_sizes import (DTYPE_BYTES, MIN_TENSOR_BYTES, rank_tensors, stage_layers,
-                                              topology, transformer_params)
+from dldriver.config.checkpoint_sizes import (DTYPE_BYTES, MIN_TENSOR_BYTES, check_layer_count, rank_tensors,
+                                              stage_layers, topology, transformer_params)
 from dldriver.config.generations import CHECKPOINT_LAYOUT
 from dldriver.errors import ConfigError
 
@@ -97,6 +97,7 @@ def checkpoint_layout(workload, world_size: int, scale: float = 1.0, epoch: int 
     on epoch and step; no layout's sizes do."""
     if not 0 < scale <= 1.0:
         raise ConfigError(f"--checkpoint-scale: must be in (0, 1], got {scale}")
+    check_layer_count(workload, world_size)
     if layer_mode(workload) == "2.0.0":
         tensors = [checkpoint_sizes_v2.rank_tensors(workload, world_size, r, epoch, step, scale)
                    for r in range(world_size)]

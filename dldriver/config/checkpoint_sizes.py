@@ -14,6 +14,20 @@ from dldriver.config.model import DTYPE_BYTES
 from dldriver.errors import ConfigError
 
 MIN_TENSOR_BYTES = 8
+# Per-layer tensors (and, under 2.0.0, files) are listed one by one for every rank, at about 4 us and
+# 0.5 KB each: past this many (num_layers x ranks / pipeline stages) the list alone takes minutes and
+# gigabytes. DLIO's and MLPerf's largest workloads need under 100,000 (llama 1T: 128 layers).
+MAX_LAYER_ENTRIES = 2**22
+
+
+def check_layer_count(workload, world_size: int) -> None:
+    """Refuse, before any list is built, a layer count whose per-rank tensor lists cannot be held."""
+    m = workload.model
+    entries = max(0, m.num_layers) * max(1, world_size) // max(1, m.parallelism.pipeline)
+    if entries > MAX_LAYER_ENTRIES:
+        raise ConfigError(f"model.num_layers: {m.num_layers} layers on {world_size} rank(s) make {entries:,} "
+                          f"per-layer tensors to list; dl-driver handles up to {MAX_LAYER_ENTRIES:,} "
+                          "(the largest upstream workloads need under 100,000)")
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,7 @@ def rank_tensors(workload, topo: Topology, rank: int, scale: float = 1.0) -> lis
 def checkpoint_bytes(workload, world_size: int) -> int:
     """Tensor bytes of one checkpoint summed over the ranks of a `world_size` job (no scaling), in the
     layout of the workload's DLIO generation."""
+    check_layer_count(workload, world_size)
     if CHECKPOINT_LAYOUT[workload.dlio_defaults] == "2.0.0":
         return checkpoint_sizes_v2.checkpoint_bytes(workload, world_size)
     topo = topology(workload, world_size)

@@ -10,13 +10,15 @@ itself is dldriver.checkpoint's.
 from __future__ import annotations
 
 import logging
+import os
 import resource
+import shutil
 import time
 
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.config.uri import checkpoint_uri, storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
-from dldriver.errors import ConfigError
+from dldriver.errors import CheckpointError, ConfigError
 from dldriver.storage import open_storage
 
 log = logging.getLogger("dldriver")
@@ -55,9 +57,33 @@ def open_checkpointer(comm: Comm, workload, scale: float, writes: bool = True) -
 
 
 def check_checkpoint_only(workload, world_size: int, scale: float) -> None:
-    """Fail before any rank starts: bad parallelism for the world size, or impossible counts."""
-    checkpoint_layout(workload, world_size, scale)
-    checkpoint_counts(workload)
+    """Fail before any rank starts: bad parallelism for the world size, impossible counts, or a local
+    checkpoint folder whose file system cannot hold the checkpoints."""
+    layout = checkpoint_layout(workload, world_size, scale)
+    writes, _ = checkpoint_counts(workload)
+    check_local_room(checkpoint_uri(workload), writes * sum(n for files in layout for _, n in files), writes)
+
+
+def check_local_room(uri: str, need: int, writes: int) -> None:
+    """On a local file system (file://, direct://), `need` bytes for `writes` checkpoints must fit in its free
+    space, counting what the folder already holds as rewritten (dl-driver's own checkpoints, by name)."""
+    scheme, _, folder = uri.partition("://")
+    if scheme not in ("file", "direct") or need == 0:
+        return
+    held = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
+    base = os.path.abspath(folder)
+    while not os.path.exists(base) and base != os.path.dirname(base):
+        base = os.path.dirname(base)
+    free = shutil.disk_usage(base).free
+    if need - held > free:
+        raise CheckpointError(f"checkpoint.checkpoint_folder: {folder}: {writes} checkpoint(s) "
+                              f"(checkpoint.num_checkpoints_write) need {_gb(need - held)} more but the file "
+                              f"system of {base} has {_gb(free)} free; shrink them with --checkpoint-scale or "
+                              "free space; nothing was written")
+
+
+def _gb(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def checkpoint_counts(workload) -> tuple[int, int]:
