@@ -185,10 +185,12 @@ LLAMA8B = str(ROOT / "configs/workloads/llama_8b_zero3.yaml")
     (["mlperf", "check", UNET3D, "--hosts", "0"], "--hosts"),                             # ZeroDivisionError
     (["mlperf", "check", UNET3D, "--host-memory-gib", "inf"], "--host-memory-gib"),
     (["mlperf", "check", UNET3D, "--accelerators-per-host", "-2"], "--accelerators-per-host"),
+    (["datasize", UNET3D, "--host-memory-gib", "1e300"], "--host-memory-gib"),          # an OverflowError
+    (["mlperf", "check", UNET3D, "--host-memory-gib", "1e-30"], "--host-memory-gib"),   # was 0 bytes
+    (["datasize", LLAMA8B, "--ranks", "1000000000"], "--ranks: 1000000000 ranks"),       # was a hang
 ])
 def test_mlperf_options_out_of_range_are_one_line(args, flag):
-    line = refused(in_process(*args), flag, code=2)
-    assert "above zero" in line
+    refused(in_process(*args), flag, code=2)
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,23 @@ from dldriver.config.model import DTYPE_BYTES
 from dldriver.errors import ConfigError
 
 MIN_TENSOR_BYTES = 8
-# Per-layer tensors (and, under 2.0.0, files) are listed one by one for every rank, at about 4 us and
-# 0.5 KB each: past this many (num_layers x ranks / pipeline stages) the list alone takes minutes and
-# gigabytes. DLIO's and MLPerf's largest workloads need under 100,000 (llama 1T: 128 layers).
-MAX_LAYER_ENTRIES = 2**22
+# Every rank's tensors (per layer, and under 2.0.0 a file per layer) are listed one by one, at about 3 us
+# and 0.5 KB each: past this many (ranks x (num_layers / pipeline stages + 1)) the lists alone take
+# minutes and gigabytes. DLIO's and MLPerf's largest workloads need under 1,000,000 (llama 1T: 128 layers).
+MAX_TENSOR_ENTRIES = 2**22
 
 
 def check_layer_count(workload, world_size: int) -> None:
-    """Refuse, before any list is built, a layer count whose per-rank tensor lists cannot be held."""
+    """Refuse, before any list is built, a layer count or world size whose per-rank tensor lists cannot
+    be held (naming model.num_layers when the layers make it so, else the world size)."""
     m = workload.model
-    entries = max(0, m.num_layers) * max(1, world_size) // max(1, m.parallelism.pipeline)
-    if entries > MAX_LAYER_ENTRIES:
-        raise ConfigError(f"model.num_layers: {m.num_layers} layers on {world_size} rank(s) make {entries:,} "
-                          f"per-layer tensors to list; dl-driver handles up to {MAX_LAYER_ENTRIES:,} "
-                          "(the largest upstream workloads need under 100,000)")
+    per_rank = max(0, m.num_layers) // max(1, m.parallelism.pipeline) + 1
+    entries = per_rank * max(1, world_size)
+    if entries > MAX_TENSOR_ENTRIES:
+        what = (f"--ranks: {world_size} ranks" if world_size > MAX_TENSOR_ENTRIES
+                else f"model.num_layers: {m.num_layers} layers on {world_size} rank(s)")
+        raise ConfigError(f"{what} make {entries:,} per-rank tensors to list; dl-driver handles up to "
+                          f"{MAX_TENSOR_ENTRIES:,} (the largest upstream workloads need under 1,000,000)")
 
 
 @dataclass(frozen=True)

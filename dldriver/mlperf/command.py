@@ -21,12 +21,20 @@ from dldriver.mlperf.search import count_result, next_counts, search_result
 from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
+# The memory per host that --host-memory-gib may give: 1 MiB to 1 PiB.
+HOST_MEMORY_GIB = (1 / 1024, 2**20)
+
+
 def check_options(**options) -> None:
     """Each given command-line count or amount (`hosts=2` is --hosts) must be a finite number above zero:
     a ConfigError naming the option as typed, before anything is computed."""
     for name, value in options.items():
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name.replace('_', '-')}: must be a number above zero, got {value}")
+    memory = options.get("host_memory_gib")
+    if memory is not None and not HOST_MEMORY_GIB[0] <= memory <= HOST_MEMORY_GIB[1]:
+        raise ConfigError(f"--host-memory-gib: must be from {HOST_MEMORY_GIB[0]} to {HOST_MEMORY_GIB[1]:,} GiB "
+                          f"per host, got {memory}")
 
 
 def host_memory_bytes(gib: float | None) -> int:
