@@ -103,6 +103,22 @@ def test_verify_on_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind)
         f"error: {root}/data/manifest.json: {what} {name!r} does not exist"], done.stderr
 
 
+@pytest.mark.parametrize("kind, generation", [("s3", "head"), ("azure", "2.0.0")])
+def test_reading_checkpoints_from_a_bucket_that_does_not_exist_says_so(tmp_path, request, kind, generation):
+    """A checkpoint-only read phase (num_checkpoints_write=0) said '... model_states-0.pt is missing'."""
+    request.getfixturevalue({"s3": "s3_env", "azure": "azure_env"}[kind])
+    root = f"{'s3' if kind == 's3' else 'az'}://{unique_name('absent')}"
+    doc = {"model": {"name": "ck", "model_size_bytes": 4096}, "framework": "pytorch",
+           "workflow": {"train": False, "checkpoint": True},
+           "checkpoint": {"checkpoint_folder": f"{root}/ck", "num_checkpoints_write": 0, "num_checkpoints_read": 1}}
+    config = tmp_path / "ck.yaml"
+    config.write_text(__import__("yaml").safe_dump(doc))
+    done = faults.in_process("checkpoint", config, "-o", tmp_path / "out", "-q", "--dlio-defaults", generation)
+    what = {"s3": "bucket", "azure": "container"}[kind]
+    line = faults.refused(done, f"{root}/ck", f"was never written: {what} {root.split('://')[1]!r} does not exist")
+    assert not (tmp_path / "out").exists(), line
+
+
 @pytest.mark.parametrize("folder, storage, named", [
     ("s3://My_Bucket/data", "", "dataset.data_folder: 's3://My_Bucket/data': S3 bucket name 'My_Bucket'"),
     ("s3://ab/data", "", "dataset.data_folder: 's3://ab/data': S3 bucket name 'ab' must be 3 to 63"),

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from dldriver.errors import CheckpointError, StorageError
-from dldriver.storage.base import MissingObjectError
+from dldriver.storage.base import MissingContainerError, MissingObjectError
 
 CHUNK_BYTES = 16 * 1024 * 1024
 # Chunks are windows into one random pool at shifting offsets, so consecutive chunks differ (no trivial
@@ -113,7 +113,7 @@ def read_files(storage, folder: str, files, chunk_bytes: int = CHUNK_BYTES, veri
             try:
                 data = storage.get(key)
             except MissingObjectError as err:
-                raise _never_written(storage, folder, key) from err
+                raise _never_written(storage, folder, key, err) from err
             _check_size(storage, folder, name, len(data), length)
         else:
             data = storage.get_range(key, offset, length)  # exact length or an error
@@ -141,9 +141,11 @@ def _check_size(storage, folder: str, name: str, size: int, nbytes: int) -> None
                               f"the layout says {nbytes}")
 
 
-def _never_written(storage, folder: str, key: str) -> CheckpointError:
+def _never_written(storage, folder: str, key: str, err: MissingObjectError) -> CheckpointError:
     where = f"{storage.uri}/{folder}" if folder else storage.uri
-    return CheckpointError(f"checkpoint {where} was never written: {key} is missing")
+    # A missing bucket / container is named as such (its message names it), not as a missing file.
+    missing = str(err).rsplit(": ", 1)[-1] if isinstance(err, MissingContainerError) else f"{key} is missing"
+    return CheckpointError(f"checkpoint {where} was never written: {missing}")
 
 
 def _is_object_store(storage, folder: str, files) -> bool:
@@ -180,4 +182,4 @@ def _stat(storage, folder: str, key: str) -> int:
     try:
         return storage.stat(key)
     except MissingObjectError as err:
-        raise _never_written(storage, folder, key) from err
+        raise _never_written(storage, folder, key, err) from err
