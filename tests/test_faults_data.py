@@ -226,3 +226,22 @@ def test_a_billion_layers_are_refused_before_any_list_is_made(tmp_path, generati
                                                          f"checkpoint.checkpoint_folder={tmp_path / 'ckpt'}"]):
         faults.refused(faults.in_process(command, config, *rest, *layers), "model.num_layers", code=2)
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_training_runs_checkpoints_are_checked_against_the_local_disk(api_dataset, tmp_path):
+    """The count checked is the count saved (scheduled_checkpoints), and too large a one is refused."""
+    from dldriver.config import load_workload
+    from dldriver.engine.checkpointing import scheduled_checkpoints
+
+    config, _ = api_dataset
+    folder = tmp_path / "ckpt"
+    schedule = ["workflow.checkpoint=True", f"checkpoint.checkpoint_folder={folder}", "train.epochs=2",
+                "checkpoint.steps_between_checkpoints=1", "model.model_size_bytes=4096"]
+    r = faults.in_process("run", config, *schedule, "-o", tmp_path / "out", "-q")
+    assert r.returncode == 0, r.stderr
+    w = load_workload(str(config), schedule)
+    assert len(list(folder.iterdir())) == scheduled_checkpoints(w.checkpoint, 2, 4) == 8   # 8 samples, batch 2
+    huge = faults.in_process("run", config, *schedule, "model.model_size_bytes=1000000000000000000",
+                             "-o", tmp_path / "out2", "-q")
+    faults.refused(huge, "checkpoint.checkpoint_folder", "8 checkpoint(s)", "free")
+    assert len(list(folder.iterdir())) == 8 and not (tmp_path / "out2").exists()

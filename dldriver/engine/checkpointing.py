@@ -64,7 +64,25 @@ def check_checkpoint_only(workload, world_size: int, scale: float) -> None:
     check_local_room(checkpoint_uri(workload), writes * sum(n for files in layout for _, n in files), writes)
 
 
-def check_local_room(uri: str, need: int, writes: int) -> None:
+def scheduled_checkpoints(ckpt, epochs: int, steps: int) -> int:
+    """How many checkpoints a training run of `epochs` x `steps` saves: after each step the step schedule
+    names (the step count restarts each epoch) and after each epoch the epoch schedule names."""
+    k = ckpt.steps_between_checkpoints
+    per_epoch = steps // k if k > 0 else 0   # the steps should_checkpoint_after_step names: k, 2k, ...
+    return epochs * per_epoch + sum(1 for e in range(1, epochs + 1) if should_checkpoint_after_epoch(ckpt, e))
+
+
+def check_training_room(workload, world_size: int, scale: float, steps: int) -> None:
+    """A training run's scheduled checkpoints must fit on a local checkpoint folder's file system."""
+    writes = scheduled_checkpoints(workload.checkpoint, workload.train.epochs, steps)
+    if writes:
+        layout = checkpoint_layout(workload, world_size, scale)
+        check_local_room(checkpoint_uri(workload), writes * sum(n for files in layout for _, n in files), writes,
+                         "checkpoint.steps_between_checkpoints / epochs_between_checkpoints over train.epochs")
+
+
+def check_local_room(uri: str, need: int, writes: int,
+                     count_key: str = "checkpoint.num_checkpoints_write") -> None:
     """On a local file system (file://, direct://), `need` bytes for `writes` checkpoints must fit in its free
     space, counting what the folder already holds as rewritten (dl-driver's own checkpoints, by name)."""
     scheme, _, folder = uri.partition("://")
@@ -77,7 +95,7 @@ def check_local_room(uri: str, need: int, writes: int) -> None:
     free = shutil.disk_usage(base).free
     if need - held > free:
         raise CheckpointError(f"checkpoint.checkpoint_folder: {folder}: {writes} checkpoint(s) "
-                              f"(checkpoint.num_checkpoints_write) need {_gb(need - held)} more but the file "
+                              f"({count_key}) need {_gb(need - held)} more but the file "
                               f"system of {base} has {_gb(free)} free; shrink them with --checkpoint-scale or "
                               "free space; nothing was written")
 

@@ -26,8 +26,8 @@ from dldriver.config.uri import checkpoint_uri
 from dldriver.dataset.opening import Dataset, open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import open_source
-from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_counts, checkpoint_only_rank,
-                                           open_checkpointer)
+from dldriver.engine.checkpointing import (check_checkpoint_only, check_training_room, checkpoint_counts,
+                                           checkpoint_only_rank, open_checkpointer)
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, rank0_result, world_size
 from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
@@ -92,6 +92,8 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
+    if wf.checkpoint:
+        check_training_room(workload, size, checkpoint_scale, steps)
     spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell)
     return launch(functools.partial(_rank_main, spec=spec), size)
 
