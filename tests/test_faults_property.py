@@ -108,3 +108,29 @@ def test_mutated_configs_never_traceback(path, value):
         _checked(code, out, err, expect)
         if key in INT_KEYS and code == 0 and value != "<delete>":
             assert expect, (key, value)    # a non-integer or out-of-range value was accepted
+
+
+NUMBERS = st.one_of(st.integers(-3, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["abc", "", "1e3", "0x10", "-0"]))
+OPTIONS = st.dictionaries(st.sampled_from(["--hosts", "--accelerators-per-host", "--host-memory-gib", "--ranks"]),
+                          NUMBERS, min_size=1, max_size=3)
+SIZING = {"training": str(Path(__file__).resolve().parents[1] / "configs/workloads/unet3d_a100.yaml"),
+          "checkpoint": str(Path(__file__).resolve().parents[1] / "configs/workloads/llama_8b_zero3.yaml")}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["datasize", "mlperf check"]), st.sampled_from(sorted(SIZING)), OPTIONS)
+def test_sizing_options_never_traceback_and_zero_is_never_the_default(command, kind, options):
+    """datasize and mlperf check with any numbers for their options: a figure, a verdict (exit 3) or one
+    line; a value at or below zero is never taken for the option's default."""
+    if command == "mlperf check":
+        options.pop("--ranks", None)
+    argv = [*command.split(), SIZING[kind], *(x for k, v in options.items() for x in (k, str(v)))]
+    code, out, err = cli(*argv)
+    assert code in (0, 1, 2, 3) and "Traceback" not in err, (argv, err)
+    numbers = {k: float(v) for k, v in options.items() if not isinstance(v, str)}
+    if any(not (v > 0) or v != v for v in numbers.values()):   # zero, negative or NaN
+        assert code == 2, (argv, out[:300])
+    if code in (1, 2):   # one line of ours, or argparse's usage and its own error line
+        lines = err.strip().splitlines()
+        assert len([x for x in lines if x.startswith("error:")]) == 1 or "usage:" in err and "error:" in lines[-1], err
