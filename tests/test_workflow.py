@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import unique_name
+from snakemake_forks import run_forked
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -41,10 +42,61 @@ def job_counts(output: str) -> dict:
 
 
 # ---- dry runs, lint, schema --------------------------------------------------------------------
+# These Snakemake calls only read the repository: none depends on another's result (and dry runs never
+# take the working directory's lock). Snakemake's start-up costs more than any of them, so the module
+# makes the selected ones forks of one started Snakemake (snakemake_forks), side by side, and each test
+# asserts on its own call's result.
 
-def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
-    # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
-    r = snakemake("-n", "--config", f"results={tmp_path}")
+BROKEN = {
+    "repetitions": (lambda c: c.update(repetitions=0), "['repetitions']"),
+    "repetition": (lambda c: c.update(repetition=2), "'repetition' was unexpected"),
+    "overides": (lambda c: c["workloads"]["unet3d"].update(overides=[]), "'overides' was unexpected"),
+    "uri": (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "ftp://x"),
+    "env": (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
+    "ranks": (lambda c: c.update(ranks=[0]), "['ranks']"),
+    "loader": (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]),
+               "workloads.resnet50.loaders: unknown loader 'pytroch'"),
+}
+
+
+def broken_config(folder: Path, edit) -> Path:
+    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
+    edit(cfg)
+    path = folder / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def readonly_calls() -> dict:
+    """{test node name: a function of a fresh folder giving that test's Snakemake arguments}."""
+    calls = {
+        # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
+        "test_dry_run_default_profile_plans_the_whole_matrix": lambda f: ["-n", "--config", f"results={f}"],
+        "test_lint_is_clean": lambda f: ["--lint"],
+    }
+    for profile in ("profiles/slurm", "slurm"):
+        calls[f"test_dry_run_slurm_profile[{profile}]"] = \
+            lambda f, profile=profile: ["-n", "--profile", profile, "--config", f"results={f}"]
+    for case, (edit, _) in BROKEN.items():
+        calls[f"test_broken_config_is_rejected_naming_the_key[{case}]"] = \
+            lambda f, edit=edit: ["-n", "--configfile", str(broken_config(f, edit))]
+    return calls
+
+
+@pytest.fixture(scope="module")
+def readonly_runs(request, tmp_path_factory):
+    """{test node name: its Snakemake call's CompletedProcess}, for the tests selected in this session."""
+    selected = {item.name for item in request.session.items}
+    calls = {name: make for name, make in readonly_calls().items() if name in selected}
+    # `--profile slurm` as typed: scripts/install-profiles.sh links it where Snakemake looks.
+    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
+    folder = tmp_path_factory.mktemp("snakemake")
+    args = {name: make(tmp_path_factory.mktemp("results")) for name, make in calls.items()}
+    return run_forked(args, folder, cwd=REPO)
+
+
+def test_dry_run_default_profile_plans_the_whole_matrix(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "profiles/default" in r.stdout + r.stderr            # picked up as the workflow profile
     cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
@@ -60,42 +112,25 @@ def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["profiles/slurm", "slurm"])
-def test_dry_run_slurm_profile(tmp_path, profile):
+def test_dry_run_slurm_profile(request, readonly_runs, profile):
     """`--profile slurm` as typed (scripts/install-profiles.sh links it where Snakemake looks) and by
     path. A dry run submits nothing, so it needs no Slurm commands."""
-    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
-    r = snakemake("-n", "--profile", profile, "--config", f"results={tmp_path}")
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout)["run"] > 0
 
 
-def test_lint_is_clean():
-    r = snakemake("--lint")
+def test_lint_is_clean(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
 
 
-def broken(tmp_path, edit) -> str:
-    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
-    edit(cfg)
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    r = snakemake("-n", "--configfile", str(path))
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_config_is_rejected_naming_the_key(request, readonly_runs, case):
+    r = readonly_runs[request.node.name]
     assert r.returncode != 0
-    return r.stdout + r.stderr
-
-
-@pytest.mark.parametrize("edit,expected", [
-    (lambda c: c.update(repetitions=0), "['repetitions']"),
-    (lambda c: c.update(repetition=2), "'repetition' was unexpected"),
-    (lambda c: c["workloads"]["unet3d"].update(overides=[]), "'overides' was unexpected"),
-    (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "ftp://x"),
-    (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
-    (lambda c: c.update(ranks=[0]), "['ranks']"),
-    (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]), "workloads.resnet50.loaders: unknown loader 'pytroch'"),
-])
-def test_broken_config_is_rejected_naming_the_key(tmp_path, edit, expected):
-    assert expected in broken(tmp_path, edit)
+    assert BROKEN[case][1] in r.stdout + r.stderr
 
 
 # ---- a tiny matrix end to end -------------------------------------------------------------------
