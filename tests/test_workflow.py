@@ -232,7 +232,7 @@ def test_tiny_matrix_end_to_end_with_baseline_verdict(tmp_path, s3_env, azure_en
 
 
 def test_killed_run_resumes_only_missing_cells(tmp_path):
-    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=4)
+    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=2)
     proc = subprocess.Popen([SNAKEMAKE, "--configfile", str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -245,7 +245,7 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
         proc.wait()
 
     done = summaries(out)
-    cells = 8                                    # 4 repetitions of one training and one checkpoint cell
+    cells = 4                                    # 2 repetitions of one training and one checkpoint cell
     assert 1 <= len(done) < cells, "the kill must fall between the first and the last run"
     assert snakemake("--unlock", "--configfile", str(config)).returncode == 0
     plan = snakemake("-n", "--configfile", str(config))
