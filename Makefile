@@ -18,7 +18,7 @@ profiles:
 SLURM_PACKAGES := slurmctld slurmd slurm-client munge
 
 system-packages:
-	@slurm=; dpkg -s $(SLURM_PACKAGES) >/dev/null 2>&1 || slurm=1; \
+	@set -e; slurm=; dpkg -s $(SLURM_PACKAGES) >/dev/null 2>&1 || slurm=1; \
 	 browser=; command -v chromium >/dev/null 2>&1 || browser=1; \
 	 if [ -n "$$slurm$$browser" ]; then apt-get update -qq; fi; \
 	 export DEBIAN_FRONTEND=noninteractive; \
