@@ -45,7 +45,8 @@ def child(out, err, args):
 
 def reap():
     pid, status = os.wait()
-    codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
+    if pid in running:
+        codes[running.pop(pid)] = os.waitstatus_to_exitcode(status)
 
 
 for name, (out, err, args) in calls.items():
