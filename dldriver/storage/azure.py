@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage,
+from dldriver.storage.base import (ClientCache, Fill, MissingContainerError, MissingObjectError, ObjectStorage,
                                    PartUploads, Writer, check_range, join_uri, short_read)
 
 MiB = 1 << 20
@@ -218,6 +218,18 @@ class AzureStorage(ObjectStorage):
     def get(self, key: str) -> bytes:
         with self._calls(self.key_uri(key)):
             return self._blob(key).download_blob(max_concurrency=1).readall()
+
+    def get_into(self, key: str, buffers) -> int:
+        """The downloader's readinto writes the body into the caller's buffers (a Fill): one copy fewer
+        than readall, which writes it into a BytesIO first (the SDK still joins the response's chunks
+        into one bytes object before either)."""
+        uri = self.key_uri(key)
+        with self._calls(uri):
+            downloader = self._blob(key).download_blob(max_concurrency=1)
+            fill = Fill(buffers(downloader.size), downloader.size, uri)
+            downloader.readinto(fill)
+        fill.check_full()
+        return fill.size
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         uri = self.key_uri(key)

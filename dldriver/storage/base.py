@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
+from typing import Callable, Sequence
 
 from dldriver.errors import StorageError
 
@@ -82,6 +83,54 @@ class Writer(ABC):
 
     @abstractmethod
     def abort(self) -> None: ...
+
+
+class Fill:
+    """Consecutive writable buffers filled in order, the destination of one get_into: `write(data)`
+    appends (the Azure SDK's readinto writes to it), `views()` hands them out for readinto-style reads."""
+
+    def __init__(self, buffers: Sequence, size: int, uri: str):
+        self._views = [v for v in (memoryview(b).cast("B") for b in buffers) if v.nbytes]
+        self.uri = uri
+        if sum(v.nbytes for v in self._views) != size:
+            raise ValueError(f"{uri}: buffers of {sum(v.nbytes for v in self._views)} bytes for an object "
+                             f"of {size}")
+        self.size = size
+        self.filled = 0
+        self._current = 0   # index of the view being filled
+        self._offset = 0    # bytes already in it
+
+    def views(self) -> list[memoryview]:
+        """What is still to be filled, as memoryviews, in order (for readinto-style reads, each followed
+        by advance(n))."""
+        if self._current >= len(self._views):
+            return []
+        return [self._views[self._current][self._offset:], *self._views[self._current + 1:]]
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")
+        if self.filled + data.nbytes > self.size:
+            raise StorageError(f"{self.uri}: the body is longer than its stated {self.size} bytes")
+        done = 0
+        while done < data.nbytes:
+            view = self._views[self._current]
+            n = min(view.nbytes - self._offset, data.nbytes - done)
+            view[self._offset:self._offset + n] = data[done:done + n]
+            self.advance(n)
+            done += n
+        return done
+
+    def advance(self, n: int) -> None:
+        """Count `n` bytes written into what views() handed out."""
+        self.filled += n
+        self._offset += n
+        while self._current < len(self._views) and self._offset >= self._views[self._current].nbytes:
+            self._offset -= self._views[self._current].nbytes
+            self._current += 1
+
+    def check_full(self) -> None:
+        if self.filled != self.size:
+            raise StorageError(f"{self.uri}: the body ended after {self.filled} of {self.size} bytes")
 
 
 class PartUploads:
@@ -169,6 +218,17 @@ class Storage(ABC):
     @abstractmethod
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         """Exactly `length` bytes from `offset`; a StorageError if the object is shorter."""
+
+    def get_into(self, key: str, buffers: Callable[[int], Sequence]) -> int:
+        """Read the whole object into the caller's memory; returns its size. `buffers(size)` is called
+        once the object's size is known and returns writable buffers (bytearrays, uint8 arrays) whose
+        lengths add up to `size`, filled in order. Object stores read the body from the connection
+        straight into them (no copy of the body in Python); here, get()'s bytes are copied in."""
+        data = self.get(key)
+        fill = Fill(buffers(len(data)), len(data), self.key_uri(key))
+        fill.write(data)
+        fill.check_full()
+        return len(data)
 
     @abstractmethod
     def put(self, key: str, data: bytes, fsync: bool = False) -> None:
