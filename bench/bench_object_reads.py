@@ -169,10 +169,13 @@ def best_plain(get, requests, threads, passes: int) -> float:
 
 # -- dl-driver -------------------------------------------------------------------------------------
 
-def loader_rate(cfg: Path, out: Path) -> float:
+REPO = Path(__file__).resolve().parent.parent
+
+
+def loader_rate(cfg: Path, out: Path, checkout: Path = REPO) -> float:
     """Bytes/s of `dldriver run`'s best epoch after the first (its epochs are the plain loop's passes:
-    the same statistic on both sides, best of several, on a shared machine)."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    the same statistic on both sides, best of several, on a shared machine), run from `checkout`."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
     subprocess.run([sys.executable, "-m", "dldriver.cli", "run", str(cfg), "--output", str(out), "--quiet"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
@@ -187,7 +190,8 @@ def settings_line(threads: int, size: Size) -> str:
             f"of {size.passes} passes before and after each loader; files {size.files}")
 
 
-def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size, work: Path) -> dict:
+def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size, work: Path,
+                  baseline: Path | None = None) -> dict:
     from dldriver.storage import open_storage
 
     scheme = "s3" if backend == "s3" else "az"
@@ -202,18 +206,20 @@ def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size,
     plain_rate(get, requests, threads)  # warm-up: connections, the server's caches
     row = {}
     after = best_plain(get, requests, threads, size.passes)  # one loader's "after" is the next one's "before"
+    checkouts = [("", REPO)] + ([(" (baseline)", baseline)] if baseline else [])
     for loader in loaders:
         if loader == "pytorch" and DATASETS[dataset][0] == "tfrecord":
             continue  # as in DLIO, the pytorch loader does not read tfrecord
         cfg = work / f"{backend}-{dataset}-{loader}.yaml"
         cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, loader, threads, size)))
-        before = after
-        rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}")
-        after = best_plain(get, requests, threads, size.passes)
-        plain = max(before, after)
-        row[loader] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
-        print(f"{backend} {dataset}: {loader} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
-              f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
+        for label, checkout in checkouts:
+            before = after
+            rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}{len(label)}", checkout)
+            after = best_plain(get, requests, threads, size.passes)
+            plain = max(before, after)
+            row[loader + label] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
+            print(f"{backend} {dataset}: {loader}{label} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
+                  f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
     return row
 
 
@@ -225,6 +231,9 @@ def main() -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--full", action="store_true",
                         help="the larger datasets, 5 epochs and 3 plain passes (about 3x as long as the default)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of dl-driver (e.g. `git archive main | tar -x -C DIR`): each loader "
+                             "is also run from it, right after this one, against the same plain passes")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     size = SIZES["full" if args.full else "quick"]
@@ -237,7 +246,7 @@ def main() -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
         for backend in backends:
             for dataset in args.datasets.split(","):
-                row = bench_dataset(backend, dataset, loaders, args.threads, size, work)
+                row = bench_dataset(backend, dataset, loaders, args.threads, size, work, args.baseline)
                 results[f"{backend}/{dataset}"] = row
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -122,7 +122,7 @@ def test_open_writer_discards_on_exception(storage):
     storage.put("keep.bin", b"old")
     with pytest.raises(RuntimeError):
         with storage.open_writer("keep.bin") as writer:
-            writer.write(os.urandom(6 * MiB))  # past one part: an upload really began
+            writer.write(os.urandom(7 * MiB))  # past one part and one single PUT: an upload really began
             raise RuntimeError("interrupted")
     with pytest.raises(RuntimeError):
         with storage.open_writer("new.bin") as writer:
