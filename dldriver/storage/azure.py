@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from dldriver.errors import StorageError
 from dldriver.storage.base import (ClientCache, Fill, MissingContainerError, MissingObjectError, ObjectStorage,
-                                   PartUploads, Writer, check_range, join_uri, short_read)
+                                   PartUploads, PendingBytes, Writer, check_range, join_uri, short_read)
 
 MiB = 1 << 20
 # The SDK reads responses 4 KiB at a time by default, which halves download throughput.
@@ -281,32 +281,31 @@ class AzureWriter(Writer):
         self._key = key
         self._uri = storage.key_uri(key)
         self._blob = storage._blob(key)
-        self._buf = bytearray()
+        self._pending = PendingBytes()
         self._ids: list[str] = []
         self._parts = PartUploads(storage.threads)
 
     def _stage(self, size: int) -> None:
         # Every id of a blob must have the same length.
         block_id = f"{len(self._ids):08d}"
-        chunk = bytes(self._buf[:size])
-        del self._buf[:size]
+        chunk = self._pending.take(size)
         self._parts.submit(lambda: self._s._with_root(
             self._uri, lambda: self._blob.stage_block(block_id, chunk, length=len(chunk))))
         self._ids.append(block_id)
 
     def write(self, data: bytes) -> None:
-        self._buf += data
-        if not self._ids and len(self._buf) <= self._s.single_put_size:
+        self._pending.add(data)
+        if not self._ids and self._pending.nbytes <= self._s.single_put_size:
             return  # may still be one PUT
-        while len(self._buf) >= self._s.block_size:
+        while self._pending.nbytes >= self._s.block_size:
             self._stage(self._s.block_size)
 
     def commit(self) -> None:
         if not self._ids:
-            self._s.put(self._key, bytes(self._buf))
+            self._s.put(self._key, self._pending.take(self._pending.nbytes))
             return
-        if self._buf:
-            self._stage(len(self._buf))
+        if self._pending.nbytes:
+            self._stage(self._pending.nbytes)
         try:
             self._parts.results()
         except BaseException:
@@ -320,5 +319,5 @@ class AzureWriter(Writer):
 
     def abort(self) -> None:
         self._parts.close()
-        self._buf = bytearray()
+        self._pending.clear()
         self._ids = []

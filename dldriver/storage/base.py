@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from typing import Callable, Sequence
@@ -131,6 +132,46 @@ class Fill:
     def check_full(self) -> None:
         if self.filled != self.size:
             raise StorageError(f"{self.uri}: the body ended after {self.filled} of {self.size} bytes")
+
+
+class PendingBytes:
+    """What a writer has been given and not yet sent: a copy of each piece, joined only when sent.
+
+    Why not one growing bytearray: growing it past what its block holds moves it (a copy of all it holds
+    each time), and the bytes an SDK wants at the end are one more copy; here each byte is copied once
+    on arrival and once more only where a part is cut out of several pieces (a 35 MiB blob is made in
+    about half the time)."""
+
+    def __init__(self):
+        self._pieces: deque[memoryview] = deque()   # views of the copies; a cut keeps a view of the rest
+        self.nbytes = 0
+
+    def add(self, data) -> None:
+        piece = memoryview(bytes(data))
+        if piece.nbytes:
+            self._pieces.append(piece)
+            self.nbytes += piece.nbytes
+
+    def take(self, n: int) -> bytes:
+        """The first `n` bytes (at most what is held), removed."""
+        n = min(n, self.nbytes)
+        parts, got = [], 0
+        while got < n:
+            piece = self._pieces.popleft()
+            if got + piece.nbytes > n:
+                cut = n - got
+                self._pieces.appendleft(piece[cut:])
+                piece = piece[:cut]
+            parts.append(piece)
+            got += piece.nbytes
+        self.nbytes -= n
+        if len(parts) == 1 and parts[0].nbytes == len(parts[0].obj):
+            return parts[0].obj  # a whole piece: the copy made on arrival
+        return b"".join(parts)
+
+    def clear(self) -> None:
+        self._pieces.clear()
+        self.nbytes = 0
 
 
 class PartUploads:
