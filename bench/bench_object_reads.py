@@ -16,8 +16,9 @@ one's "before") and the loader is held to the better of the two (the machine is 
 Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
 128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
 read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
-per ranged GET, never the whole file). The default takes ~6-7 minutes on 2 shared cores (349 s with 32 x
-4 MiB, one run at load 5); --full about 3x as long (~18 min at load 8-11). Fewer than 64 x 4 MiB (epochs of
+per ranged GET, never the whole file). The default run took 7 min 3 s as a whole (one run, both stores,
+every loader and dataset, on 2 cores shared at load average 5-9); --full about 3x as long (~18 min at
+load 8-11). Fewer than 64 x 4 MiB (epochs of
 ~0.4 s) pulls every loader's ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64
 (one run each).
 
@@ -31,10 +32,15 @@ Where the time goes (2 shared cores):
 - Both stores here are servers on the same 2 cores: SeaweedFS (Go) takes most of a core per GB/s it
   serves; Azurite is single-threaded JavaScript and is its own ceiling (the plain loop's figure is that
   ceiling: every ratio on Azure is judged against it, not against a network).
-- Client CPU comes out of the servers' share. Measured in one process with getrusage on 96 x 4 MiB from
-  SeaweedFS: the plain loop spends ~0.85-1.0 CPU-s per GB, native ~1.0-1.2 (the copy of each body into
-  its batch slot, ~0.2, and the source's per-sample Python: reader, header check). On 128 KiB objects
-  the SDK's Python per request is most of either side's time.
+- Client CPU comes out of the servers' share. One-sample npz objects are read straight into their
+  batch slot (Storage.get_into, after a first file has shown where x's data starts): on S3 from the
+  socket by http.client's readinto, under botocore's and urllib3's read(), which hand back a new bytes
+  object to be copied once more; on Azure through the downloader's readinto, one copy fewer than
+  readall (the SDK still joins each response's chunks itself). Measured in one process with getrusage,
+  native loader, 64 x 4 MiB, 4 threads, copy (before) and straight reads alternating, 3 rounds, one run:
+  S3 1.13-1.27 CPU-s per GB before, 0.91-0.99 after (the plain loop: ~0.75-1.0); Azure 1.91-2.09
+  before, 1.50-1.75 after (plain ~1.2-1.9). On 128 KiB objects the SDK's Python per request is most
+  of either side's time.
 - tensorflow: batches are read by a pool of read_threads Python threads (the native loader's: the SDK
   releases the GIL while it waits on the socket), read_threads requests in flight, and each batch becomes
   a tf tensor over the same 64-byte aligned memory by DLPack (~60 us, no copy; tensorflow.py). Before
@@ -48,11 +54,24 @@ Where the time goes (2 shared cores):
 - tfrecord: a reader lives while one thread reads consecutive records of a file, so a file read in
   batches by 4 threads is opened once per batch; each open cost a HEAD, a GET of the index and another
   HEAD (7 requests for 4 records). The index is now parsed once per file and process (formats/tfrecord.py).
-- pytorch's workers are read_threads processes, each with its own client, on 2 cores shared with the
-  server: they compete for the cores the other loaders' threads share under one GIL, and each batch
-  is copied into the shared ring; jax is native plus a device_put thread.
+- pytorch's workers are read_threads processes, each with its own client (made in the first epoch,
+  ~0.1-0.3 s each, which the figures exclude), on 2 cores shared with the server. A worker reads a
+  batch straight into its slot of a shared-memory ring and sends back only the slot's number (no
+  batch is pickled), and its samples one after another, as DLIO's workers do (read_threads workers:
+  read_threads requests in flight, as the plain loop's threads). Profiled (cProfile on the CPU clock
+  in each worker, 192 x 128 KiB from SeaweedFS): ~90 % of a worker's CPU is inside boto3's
+  get_object, the rest in dl-driver's source and reader; its CPU outside the batch reads is 2-4 %;
+  the main process spends ~0.04 CPU-s per GB. The same reads in a forked process cost what they cost
+  in the parent (0.9-1.0 CPU-s per GB on S3, 1.4-1.9 on Azure). What remains is 4 runnable Python
+  processes where the other loaders have one (their threads share a GIL), on the 2 cores the servers
+  need (Azurite is one JavaScript thread): pytorch's ratio moves most between runs, 0.45-0.98 on S3
+  4 MiB in one afternoon's runs; jax is native plus a device_put thread.
+
+--baseline DIR also runs every loader from another checkout (e.g. `git archive main | tar -x -C DIR`)
+right after this one's, against the same plain passes: a change's before and after in one run.
 
     .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...] [--full]
+        [--baseline DIR]
 """
 from __future__ import annotations
 

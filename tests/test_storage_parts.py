@@ -58,3 +58,5 @@ def test_pending_bytes_hands_out_what_it_was_given_in_order_in_any_cuts():
     cuts = [pending.take(n) for n in (0, 120, 300, 7, 1000)]
     assert [len(c) for c in cuts] == [0, 120, 300, 7, 573] and pending.nbytes == 0
     assert all(isinstance(c, bytes) for c in cuts) and b"".join(cuts) == original
+    pending.add(original)  # immutable: kept as it is, and handed back whole without a copy
+    assert pending.take(1000) is original
