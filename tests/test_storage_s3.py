@@ -148,6 +148,23 @@ def test_get_into_receives_the_body_straight_into_the_callers_memory(s3_uri, mon
     assert sum(n for address, n in reads if start <= address < start + len(out)) == len(data)
 
 
+def test_get_into_hands_each_connection_back_to_the_pool(s3_uri):
+    # The body is read apart from urllib3's own read(): each finished read must still return its
+    # connection to the pool, or every GET would open a new one.
+    storage = open_storage(s3_uri)
+    storage.put("c.bin", os.urandom(200_000))
+    pools = storage.client._endpoint.http_session._manager.pools
+
+    def made() -> int:  # connections this process's client has opened so far (other tests share it)
+        return sum(pools[key].num_connections for key in pools.keys())
+
+    before = made()
+    out = bytearray(200_000)
+    for _ in range(20):
+        storage.get_into("c.bin", lambda n: [out])
+    assert made() - before <= 1 and out == storage.get("c.bin")
+
+
 def test_get_into_retries_a_body_cut_off_mid_stream(s3_uri, monkeypatch):
     storage = open_storage(s3_uri)
     data = os.urandom(300_000)
