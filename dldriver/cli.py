@@ -77,7 +77,7 @@ def _cmd_generate(args) -> int:
 
 def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
-    from dldriver.generate import verify_dataset
+    from dldriver.dataset.verify import verify_dataset
 
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
@@ -158,7 +158,7 @@ def _cmd_manifest(args) -> int:
     import json
 
     from dldriver.config import load_workload
-    from dldriver.generate import dataset_manifest
+    from dldriver.dataset.verify import dataset_manifest
 
     manifest = dataset_manifest(load_workload(args.config, args.overrides))
     print(json.dumps(manifest, indent=1))

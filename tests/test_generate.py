@@ -7,8 +7,9 @@ import os
 import pytest
 
 from dldriver.dataset.layout import dataset_files
+from dldriver.dataset.verify import verify_dataset
 from dldriver.errors import DatasetError
-from dldriver.generate import generate_dataset, verify_dataset
+from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload
 
 ARGS = ("dataset.num_files_train=4", "dataset.num_files_eval=2", "dataset.num_samples_per_file=2",
