@@ -41,7 +41,7 @@ def minimum_ranks(workload) -> int:
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.profiles import apply_profile
-    from dldriver.config.report import render_validation
+    from dldriver.config.validate_output import render_validation
 
     if args.ranks is not None and args.ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says

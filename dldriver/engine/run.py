@@ -30,7 +30,7 @@ from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_cou
                                            open_checkpointer)
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, rank0_result, world_size
-from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
+from dldriver.engine.results import build_checkpoint_report, build_report, print_summary, write_report
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
