@@ -16,7 +16,14 @@ from dldriver.storage import open_storage
 
 def dataset_manifest(workload) -> dict:
     """The manifest of the workload's dataset (checked on load); DatasetError when it has none."""
-    storage = open_storage(dataset_uri(workload), storage_options(workload))
+    return _manifest(_storage(workload))
+
+
+def _storage(workload):
+    return open_storage(dataset_uri(workload), storage_options(workload))
+
+
+def _manifest(storage) -> dict:
     manifest = load_manifest(storage)
     if manifest is None:
         storage.listing(MANIFEST_KEY)  # a bucket or container that does not exist says so here
@@ -27,8 +34,8 @@ def dataset_manifest(workload) -> dict:
 
 def verify_dataset(workload, checksums=True) -> list[str]:
     """Every problem of the dataset against its manifest: missing, extra, truncated or altered files."""
-    storage = open_storage(dataset_uri(workload), storage_options(workload))
-    manifest = dataset_manifest(workload)
+    storage = _storage(workload)
+    manifest = _manifest(storage)
     problems = []
     if stored_dataset_hash(manifest) != dataset_hash(workload):
         problems.append(f"{storage.key_uri(MANIFEST_KEY)}: written for another dataset config (hash "
