@@ -207,15 +207,15 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
     entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
     if comm.rank == 0:
         _announce(spec)
-    plan = RankPlan(
-        epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
+    plan = RankPlan.from_workload(
+        workload, spec.steps, spec.eval_steps,
         train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
         eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
         if spec.eval_steps else None,
         drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
         progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
     with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
-        records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
+        records = run_epochs(comm, plan, train_loader, eval_loader, checkpointer)
     return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
             "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
             "framework": _framework_version(rd.data_loader)}
