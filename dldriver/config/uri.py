@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from dldriver.config.names import ROOT_NAME_PROBLEM
+from dldriver.root_names import ROOT_NAME_PROBLEM
 from dldriver.errors import ConfigError
 from dldriver.uri import (SCHEME_OF_STORAGE, SCHEMES, is_local, normal_prefix, object_uri, root_and_prefix,
                           scheme_problem, split_uri)
