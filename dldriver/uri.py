@@ -5,13 +5,17 @@
     s3://bucket[/prefix]                    S3
     az://container[/prefix]                 Azure Blob Storage
 
-Pure: nothing here touches a file or a store. The backend of each scheme is storage.registry's.
+Pure: nothing here touches a file or a store. The backend of each scheme is storage.registry's, the
+naming rules of buckets and containers dldriver.root_names'.
 """
 from __future__ import annotations
 
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import Callable
+
+from dldriver.root_names import azure_container_problem, s3_bucket_problem
 
 
 @dataclass(frozen=True)
@@ -20,13 +24,14 @@ class Scheme:
     root: str | None = None         # what an object store's first path part names; None for a local path
     sdk: str | None = None          # the module its backend talks through (dldriver.extras names its extra)
     sdk_distribution: str | None = None  # ... and the distribution that installs it (for its version)
+    root_problem: Callable[[str], str | None] | None = None  # why a root name is refused (root_names)
 
 
 SCHEMES = {
     "file": Scheme("local_fs"),
     "direct": Scheme("direct"),
-    "s3": Scheme("s3", "bucket", "boto3", "boto3"),
-    "az": Scheme("azure", "container", "azure.storage.blob", "azure-storage-blob"),
+    "s3": Scheme("s3", "bucket", "boto3", "boto3", s3_bucket_problem),
+    "az": Scheme("azure", "container", "azure.storage.blob", "azure-storage-blob", azure_container_problem),
 }
 SCHEME_OF_STORAGE = {s.storage_type: name for name, s in SCHEMES.items()}
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)

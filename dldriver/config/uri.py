@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-from dldriver.root_names import ROOT_NAME_PROBLEM
 from dldriver.errors import ConfigError
 from dldriver.uri import (SCHEME_OF_STORAGE, SCHEMES, is_local, normal_prefix, object_uri, root_and_prefix,
                           scheme_problem, split_uri)
@@ -76,7 +75,7 @@ def _from_storage(workload, folder: str, scheme: str):
     if bucket in ("", "."):
         return ("storage.storage_root", f"must name the {SCHEMES[scheme].root} for storage.storage_type "
                                         f"{workload.storage.storage_type}, got {root!r}")
-    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+    problem = SCHEMES[scheme].root_problem(bucket)
     if problem:
         return ("storage.storage_root", problem)
     return object_uri(scheme, bucket, normal_prefix(folder))
@@ -86,7 +85,7 @@ def _object_uri(scheme: str, rest: str, key: str, folder: str):
     bucket, prefix = root_and_prefix(rest)
     if not bucket:
         return (key, f"{folder!r} names no {SCHEMES[scheme].root}")
-    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+    problem = SCHEMES[scheme].root_problem(bucket)
     if problem:
         return (key, f"{folder!r}: {problem}")
     return object_uri(scheme, bucket, prefix)
