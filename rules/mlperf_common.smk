@@ -22,15 +22,20 @@ def search_workload_file(wildcards):
     return config["workloads"][_search(wildcards)["workload"]]["file"]
 
 
-def search_data_args(wildcards):
+def _search_overrides(wildcards):
     s = _search(wildcards)
     uri = backend_uri(f"search_{wildcards.search}", s["backend"])
-    return _quoted(config["workloads"][s["workload"]].get("overrides", []) + s.get("overrides", [])
-                   + [f"dataset.data_folder={uri}"])
+    return s.get("overrides", []) + [f"dataset.data_folder={uri}"]
+
+
+def search_data_args(wildcards):
+    """The workload's overrides, the search's, its data folder, then the workload's DLIO generation."""
+    return _workload_line(_search(wildcards)["workload"], _search_overrides(wildcards))
 
 
 def search_run_args(wildcards):
-    return f"{search_data_args(wildcards)} {_quoted(config['loaders'][_search(wildcards)['loader']])}"
+    s = _search(wildcards)
+    return _workload_line(s["workload"], _search_overrides(wildcards) + config["loaders"][s["loader"]])
 
 
 def search_env(wildcards):
