@@ -19,33 +19,17 @@ wildcard_constraints:
     round=r"[0-9]+",
 
 
-rule mlperf_datasize:
+rule mlperf_generate:
+    # One job sizes (datasize.json) and generates: under Slurm each job costs two Snakemake start-ups and
+    # the plugin's status polling, and the sizing's default memory is then that of the node that runs it.
     input:
         workload=search_workload_file,
     output:
-        f"{OUT}/search_{{search}}/datasize.json",
+        sizing=f"{OUT}/search_{{search}}/datasize.json",
+        dataset=f"{OUT}/search_{{search}}/dataset.json",
     params:
         overrides=search_data_args,
         options=search_datasize_options,
-    log:
-        f"{LOGS}/mlperf/{{search}}/datasize.log",
-    conda:
-        "../envs/dldriver.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    shell:
-        "dldriver datasize {input.workload} {params.overrides} {params.options} --json > {output} 2> {log}"
-
-
-rule mlperf_generate:
-    input:
-        workload=search_workload_file,
-        sizing=f"{OUT}/search_{{search}}/datasize.json",
-    output:
-        f"{OUT}/search_{{search}}/dataset.json",
-    params:
         sized=sized_overrides,
         env=search_env,
         generator_version=GENERATOR_VERSION,
@@ -58,9 +42,11 @@ rule mlperf_generate:
         mem_mb=2000,
         runtime=15,
     shell:
-        "({params.env}; {params.sized}; "
-        " dldriver generate {input.workload} \"${{sized[@]}}\" --processes {threads} --quiet"
-        " && dldriver manifest {input.workload} \"${{sized[@]}}\" > {output}"
+        "({params.env}; "
+        " dldriver datasize {input.workload} {params.overrides} {params.options} --json > {output.sizing}"
+        " && {params.sized}"
+        " && dldriver generate {input.workload} \"${{sized[@]}}\" --processes {threads} --quiet"
+        " && dldriver manifest {input.workload} \"${{sized[@]}}\" > {output.dataset}"
         ") > {log} 2>&1"
 
 

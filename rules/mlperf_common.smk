@@ -47,8 +47,8 @@ def sized_overrides(wildcards):
     argument each, into the array `sized`; an empty list (an unreadable file) stops the job by name."""
     path = f"{SEARCH_OUT[wildcards.search]}/datasize.json"
     read = "import json, sys; print(*json.load(open(sys.argv[1]))['overrides'], sep=chr(10))"
-    return (f"mapfile -t sized < <(python -c {shlex.quote(read)} {shlex.quote(path)}); "
-            f"[ \"${{#sized[@]}}\" -gt 0 ] || {{ echo '{path}: no overrides in it' >&2; exit 1; }}")
+    return (f"{{ mapfile -t sized < <(python -c {shlex.quote(read)} {shlex.quote(path)}); "
+            f"[ \"${{#sized[@]}}\" -gt 0 ] || {{ echo '{path}: no overrides in it' >&2; exit 1; }}; }}")
 
 
 def search_env(wildcards):
