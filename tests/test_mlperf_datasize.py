@@ -95,6 +95,9 @@ def test_datasize_cli_scale_generates_a_fraction_and_says_so(capsys):
     assert "scaled by 0.008: 32 files, below the rules' 4000" in capsys.readouterr().out
     assert main(args + ["--scale", "1.5"]) == 1
     assert capsys.readouterr().err.strip() == "error: --scale: must be above 0 and at most 1, got 1.5"
+    assert main(["datasize", W + "llama3_8b.yaml", "--scale", "0.5"]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: --scale: {W}llama3_8b.yaml is a checkpoint-only workload; "
+                                               "--scale shrinks training datasets")
 
 
 def test_host_memory_defaults_to_this_host(capsys):

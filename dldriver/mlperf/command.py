@@ -32,6 +32,8 @@ def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerat
     memory = host_memory_bytes(host_memory_gib)
     if workload.workflow.train:
         text, data = _training(workload, config, overrides, hosts, accelerators_per_host or 1, memory, ed, scale)
+    elif scale != 1:
+        raise DlDriverError(f"--scale: {config} is a checkpoint-only workload; --scale shrinks training datasets")
     else:
         text, data = _checkpoint(workload, hosts, ranks, memory, ed)
     print(json.dumps(data, indent=2) if as_json else text)
