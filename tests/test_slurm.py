@@ -91,14 +91,16 @@ def test_tiny_matrix_under_slurm(tmp_path, slurm_cluster, s3_env):
 def test_accelerator_search_under_slurm(tmp_path, slurm_cluster):
     """The accelerator search as Slurm jobs, in one `snakemake --profile slurm`: sizing and generating, and every
     count's cell are jobs; the 3-rank cell is one job of 3 srun tasks on this 2-CPU node (the profile's
-    --overcommit: without it that job stayed pending for ever). Tiny cells (12 files of 1 MiB), 1 run per
-    count; which count fails depends on the machine's load, so the rounds are checked against the search's
-    arithmetic on the AU the cells measured."""
+    --overcommit: without it that job stayed pending for ever). Each Slurm job costs about 30 s here (two
+    Snakemake start-ups and the plugin's status-check schedule, docs/mlperf.md), so the search is kept to
+    three jobs: tiny cells (12 files of 1 MiB), 1 run per count, and 0.25 s of computation per step, against
+    which the reads hardly count, so both counts normally pass. AU still depends on the machine's load: the
+    rounds are checked against the search's arithmetic on the AU the cells measured, whatever it was."""
     config, search = search_config(tmp_path, sweep=[1, 3], host_memory_gib=0.25, overrides=[
         "dataset.record_length_bytes=1048576", "dataset.record_length_bytes_resize=1048576",
-        "reader.batch_size=1", "train.computation_time=0.01"])
+        "reader.batch_size=1", "train.computation_time=0.25"])
     # 500 steps x 3 accelerators x batch 1 = 1500 files (memory: 5 x 0.25 GiB / 1 MiB = 1280); 0.008 of them.
-    r = snakemake_under_slurm(tmp_path, config, str(search / "search.json"), limit=420)   # 87-115 s here
+    r = snakemake_under_slurm(tmp_path, config, str(search / "search.json"), limit=420)
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert "Using profiles slurm" in r.stdout + r.stderr
     assert json.loads((search / "datasize.json").read_text())["num_files_generate"] == 12
