@@ -29,8 +29,9 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
     p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
-                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
-                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default), "
+                        "2.0.0 (DLIO 2.0.0's, with its checkpoint files and sizes) or 1.0 (DLIO 1.0/1.1's, for "
+                        "files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
@@ -160,7 +161,7 @@ def _cmd_manifest(args) -> int:
     from dldriver.config import load_workload
     from dldriver.generate import dataset_manifest
 
-    manifest = dataset_manifest(load_workload(args.config, args.overrides))
+    manifest = dataset_manifest(load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults))
     print(json.dumps(manifest, indent=1))
     return 0
 
@@ -170,7 +171,8 @@ def _cmd_datasize(args) -> int:
 
     return datasize_command(args.config, args.overrides, hosts=args.hosts,
                             accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                            edition=args.edition, ranks=args.ranks, as_json=args.json, scale=args.scale)
+                            edition=args.edition, ranks=args.ranks, as_json=args.json,
+                            dlio_defaults=args.dlio_defaults, scale=args.scale)
 
 
 def _cmd_mlperf_check(args) -> int:
@@ -178,7 +180,8 @@ def _cmd_mlperf_check(args) -> int:
 
     return check_command(args.config, args.overrides, runs=args.runs, hosts=args.hosts,
                          accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
+                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json,
+                         dlio_defaults=args.dlio_defaults)
 
 
 def _cmd_mlperf_search_round(args) -> int:

@@ -26,8 +26,11 @@ REPORT_NAMES = re.compile(r"^(runs\.csv|runs\.parquet|cells\.csv|cells\.md|repor
 # Top-level names a dataset folder holds (DLIO's split folders, our manifest and index folders, and
 # the storage's temporary names of writes in progress).
 DATASET_NAMES = re.compile(r"^(train|valid|index|manifest\.json)$|\.dldriver-tmp-")
-# Top-level names of a checkpoint folder: DLIO's global_epoch{E}_step{S} folders.
-CHECKPOINT_NAMES = re.compile(r"^global_epoch[0-9]+_step[0-9]+$|\.dldriver-tmp-")
+# Top-level names of a checkpoint folder: DLIO's global_epoch{E}_step{S} folders, and DLIO 2.0.0's files
+# (model-, optimizer-, layer-{l}-{E}-{S}-{rank} with the mechanism's endings, TensorFlow's `checkpoint`).
+CHECKPOINT_NAMES = re.compile(r"^global_epoch[0-9]+_step[0-9]+$|\.dldriver-tmp-|^checkpoint$"
+                              r"|^(model|optimizer|layer-[0-9]+)-[0-9]+-[0-9]+-[0-9]+\.(pt|pb-1\.index"
+                              r"|pb-1\.data-00000-of-00001)$")
 
 
 class OutputFolderError(DlDriverError):

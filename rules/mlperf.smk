@@ -31,6 +31,7 @@ rule mlperf_generate:
         overrides=search_data_args,
         options=search_datasize_options,
         sized=sized_overrides,
+        generation=search_generation_args,
         env=search_env,
         generator_version=GENERATOR_VERSION,
     log:
@@ -45,8 +46,8 @@ rule mlperf_generate:
         "({params.env}; "
         " dldriver datasize {input.workload} {params.overrides} {params.options} --json > {output.sizing}"
         " && {params.sized}"
-        " && dldriver generate {input.workload} \"${{sized[@]}}\" --processes {threads} --quiet"
-        " && dldriver manifest {input.workload} \"${{sized[@]}}\" > {output.dataset}"
+        " && dldriver generate {input.workload} \"${{sized[@]}}\" {params.generation} --processes {threads} --quiet"
+        " && dldriver manifest {input.workload} \"${{sized[@]}}\" {params.generation} > {output.dataset}"
         ") > {log} 2>&1"
 
 

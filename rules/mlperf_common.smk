@@ -22,15 +22,26 @@ def search_workload_file(wildcards):
     return config["workloads"][_search(wildcards)["workload"]]["file"]
 
 
-def search_data_args(wildcards):
+def _search_overrides(wildcards):
     s = _search(wildcards)
     uri = backend_uri(f"search_{wildcards.search}", s["backend"])
-    return _quoted(config["workloads"][s["workload"]].get("overrides", []) + s.get("overrides", [])
-                   + [f"dataset.data_folder={uri}"])
+    return s.get("overrides", []) + [f"dataset.data_folder={uri}"]
+
+
+def search_data_args(wildcards):
+    """The workload's overrides, the search's, its data folder, then the workload's DLIO generation."""
+    return _workload_line(_search(wildcards)["workload"], _search_overrides(wildcards))
 
 
 def search_loader_args(wildcards):
-    return _quoted(config["loaders"][_search(wildcards)["loader"]])
+    """After datasize.json's overrides in a cell: the loader's overrides, then the workload's DLIO generation."""
+    s = _search(wildcards)
+    return _quoted(config["loaders"][s["loader"]] + generation_args(s["workload"]))
+
+
+def search_generation_args(wildcards):
+    """The workload's DLIO generation (`--dlio-defaults`), which datasize.json's overrides do not carry."""
+    return _quoted(generation_args(_search(wildcards)["workload"]))
 
 
 def search_datasize_options(wildcards):

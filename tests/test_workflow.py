@@ -4,6 +4,7 @@ after a killed run."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -93,6 +94,8 @@ def broken(tmp_path, edit) -> str:
     (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
     (lambda c: c.update(ranks=[0]), "['ranks']"),
     (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]), "workloads.resnet50.loaders: unknown loader 'pytroch'"),
+    (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),
+     "workloads.unet3d.dlio_defaults: unknown DLIO defaults '2.0' (known: head, 2.0.0, 1.0)"),
 ])
 def test_broken_config_is_rejected_naming_the_key(tmp_path, edit, expected):
     assert expected in broken(tmp_path, edit)
@@ -135,6 +138,33 @@ def tiny_config(tmp_path, bucket, backends=("file", "s3", "azure"), repetitions=
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path, tmp_path / "results" / "tiny"
+
+
+V1_UNET3D = "tests/data/upstream/mlperf-v1.0/unet3d_a100.yaml"
+
+
+def test_workload_dlio_defaults_reach_every_dldriver_call(tmp_path):
+    # MLPerf Storage v1.0's unet3d, which ran on DLIO 2.0.0, with that generation's defaults.
+    path, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=1)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["workloads"]["unet3d_v1"] = {
+        "file": V1_UNET3D, "dlio_defaults": "2.0.0", "loaders": ["native"],
+        "overrides": ["dataset.num_files_train=2", "dataset.record_length=4096", "dataset.record_length_stdev=0",
+                      "dataset.record_length_resize=4096", "reader.batch_size=1", "reader.read_threads=1",
+                      "train.epochs=1", "train.computation_time=0"]}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake("-n", "-p", "--configfile", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    shells = [line for line in r.stdout.splitlines() if ".yaml" in line and ("dldriver" in line or "run-cell" in line)]
+    mine = [line for line in shells if V1_UNET3D in line]
+    assert len(mine) == 3  # validate, generate (+ verify + manifest), run
+    assert all(line.count(V1_UNET3D) == line.count("--dlio-defaults 2.0.0") for line in mine)
+    assert not any("--dlio-defaults" in line for line in shells if V1_UNET3D not in line)
+    # The validate job, run for real: its plan is DLIO 2.0.0's checkpoint (model_size + the default layer file).
+    plan = out / "unet3d_v1" / "plan.json"
+    r = snakemake(str(plan), "--configfile", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(plan.read_text())["plan"]["checkpoint_bytes"] == 499153191 + 17371 + 24740228
 
 
 def read_csv(path):

@@ -208,6 +208,9 @@ class Workload:
     # The key paths the file and overrides gave (HEAD spellings): rules about keys a run does not use
     # apply only to keys the user wrote.
     written: frozenset = field(default=frozenset(), compare=False, metadata={"internal": True})
+    # --dlio-defaults: the DLIO generation whose defaults filled the file (config/generations.py); it also
+    # picks the checkpoint layout. Not a DLIO key, so not in the resolved config (config_hash adds it).
+    dlio_defaults: str = field(default="head", metadata={"internal": True})
     # `++hydra.output_subdir=NAME`: the run folder's subfolder for the resolved config (None: not written).
     output_subdir: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
 

@@ -13,7 +13,7 @@ import logging
 import resource
 import time
 
-from dldriver.checkpoint import Checkpointer, checkpoint_folder, checkpoint_layout
+from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.config.uri import checkpoint_uri, storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
 from dldriver.errors import ConfigError
@@ -86,8 +86,7 @@ def checkpoint_only_rank(comm: Comm, workload, checkpointer: Checkpointer, drop_
     if reads:
         comm.barrier()
         if drop_caches and comm.rank == 0:
-            cache = checkpointer.drop_page_cache([checkpoint_folder(1, i)
-                                                  for i in range(1, max(writes, reads) + 1)])
+            cache = checkpointer.drop_page_cache([(1, i) for i in range(1, max(writes, reads) + 1)])
         comm.barrier()
     loads = _timed_ops(comm, checkpointer.load, reads, pause, "Loaded")
     return {"rank": comm.rank, "start": start, "end": time.time(), "files": len(checkpointer.files),

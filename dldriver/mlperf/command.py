@@ -26,9 +26,9 @@ def host_memory_bytes(gib: float | None) -> int:
 
 def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerators_per_host: int | None,
                      host_memory_gib: float | None, edition: str, ranks: int | None, as_json: bool,
-                     scale: float = 1.0) -> int:
+                     dlio_defaults: str = "head", scale: float = 1.0) -> int:
     ed = edition_named(edition)
-    workload = load_workload(config, overrides)
+    workload = load_workload(config, overrides, dlio_defaults=dlio_defaults)
     memory = host_memory_bytes(host_memory_gib)
     if workload.workflow.train:
         text, data = _training(workload, config, overrides, hosts, accelerators_per_host or 1, memory, ed, scale)
@@ -117,20 +117,21 @@ DISCLAIMER = ("dl-driver is not MLPerf's reference implementation: CLOSED means 
 
 def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: int,
                   accelerators_per_host: int | None, host_memory_gib: float | None, edition: str,
-                  drop_caches: bool, as_json: bool) -> int:
+                  drop_caches: bool, as_json: bool, dlio_defaults: str = "head") -> int:
     """The verdict on a config before it runs or, with `runs`, on those run folders. Exit 0 for CLOSED or
     OPEN, 3 for INVALID."""
     ed = edition_named(edition)
-    reference_workload = load_workload(config)
+    reference_workload = load_workload(config, dlio_defaults=dlio_defaults)
     reference = redact(resolved_dict(reference_workload))
     if runs:
         memory = host_memory_bytes(host_memory_gib) if host_memory_gib is not None else None
         records = [read_run(folder, memory) for folder in run_folders(runs)]
-        workload = load_workload(config, overrides) if not records[0].config["workflow"]["train"] else None
+        workload = (load_workload(config, overrides, dlio_defaults=dlio_defaults)
+                    if not records[0].config["workflow"]["train"] else None)
         findings = runs_findings(ed, reference, records, workload=workload)
         subject = f"{len(records)} run(s) of {config}"
     else:
-        workload = load_workload(config, overrides)
+        workload = load_workload(config, overrides, dlio_defaults=dlio_defaults)
         actual = redact(resolved_dict(workload))
         per_host = accelerators_per_host or _default_per_host(workload, hosts, ed)
         findings = config_findings(ed, reference, actual, hosts=hosts, accelerators=hosts * per_host,
