@@ -42,7 +42,7 @@ def minimum_ranks(workload) -> int:
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.profiles import apply_profile
-    from dldriver.config.report import render_validation
+    from dldriver.config.validate_output import render_validation
 
     if args.ranks is not None and args.ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
@@ -78,7 +78,7 @@ def _cmd_generate(args) -> int:
 
 def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
-    from dldriver.generate import verify_dataset
+    from dldriver.dataset.verify import verify_dataset
 
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
@@ -159,7 +159,7 @@ def _cmd_manifest(args) -> int:
     import json
 
     from dldriver.config import load_workload
-    from dldriver.generate import dataset_manifest
+    from dldriver.dataset.verify import dataset_manifest
 
     manifest = dataset_manifest(load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults))
     print(json.dumps(manifest, indent=1))

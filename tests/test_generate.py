@@ -7,8 +7,9 @@ import os
 import pytest
 
 from dldriver.dataset.layout import dataset_files
+from dldriver.dataset.verify import verify_dataset
 from dldriver.errors import DatasetError
-from dldriver.generate import generate_dataset, verify_dataset
+from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload
 
 ARGS = ("dataset.num_files_train=4", "dataset.num_files_eval=2", "dataset.num_samples_per_file=2",
@@ -214,7 +215,7 @@ def test_a_killed_worker_stops_the_run_with_an_error_and_a_rerun_completes(tmp_p
 def test_saving_the_manifest_never_takes_more_than_a_twentieth_of_the_time(monkeypatch):
     """A million files make a 200 MB manifest: the next save waits 20 times as long as the last took."""
     import time
-    from dldriver import generate
+    from dldriver.generate import command as generate
 
     monkeypatch.setattr(generate, "SAVE_EVERY_S", 0.0)
     saves = []

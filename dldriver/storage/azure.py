@@ -90,8 +90,6 @@ class AzureStorage(ObjectStorage):
     attempts_option = "azure_max_attempts"
 
     def __init__(self, container: str, prefix: str = "", options: dict | None = None, threads: int = 8):
-        if not container:
-            raise StorageError("az://: a container name is required (az://container/prefix)")
         self.container = container
         super().__init__(container, prefix, options, threads)
         self.block_size = int(self._opts.get("azure_block_size", DEFAULT_BLOCK_SIZE))

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 
 from dldriver.errors import StorageError
+from dldriver.uri import SCHEMES
 
 
 # What an object-store request may wait: per connection, per read, and how many times it is tried.
@@ -259,6 +260,9 @@ class ObjectStorage(Storage):
     attempts_option = ""  # the storage_options key of the attempts per request (s3_max_attempts, ...)
 
     def __init__(self, root: str, prefix: str, options: dict | None, threads: int):
+        if not root:
+            what = SCHEMES[self.scheme].root
+            raise StorageError(f"{self.scheme}://: a {what} name is required ({self.scheme}://{what}/prefix)")
         self.prefix = prefix.strip("/")
         super().__init__(join_uri(f"{self.scheme}://{root}", self.prefix))
         self._opts = dict(options or {})

@@ -81,8 +81,6 @@ class S3Storage(ObjectStorage):
     attempts_option = "s3_max_attempts"
 
     def __init__(self, bucket: str, prefix: str = "", options: dict | None = None, threads: int = 8):
-        if not bucket:
-            raise StorageError("s3://: a bucket name is required (s3://bucket/prefix)")
         self.bucket = bucket
         super().__init__(bucket, prefix, options, threads)
         opts = self._opts
