@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from dldriver.errors import DlDriverError
+from dldriver.uri import local_path
 
 RUN_MARKER = ".dldriver-run"
 REPORT_MARKER = ".dldriver-report"
@@ -85,18 +86,13 @@ def _foreign_names(folder: Path, allowed: re.Pattern) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not allowed.search(p.name))
 
 
-def _local_path(uri: str):
-    scheme, _, rest = uri.partition("://")
-    return rest if scheme in ("file", "direct") else None
-
-
 def check_local_folder(uri: str, allowed: re.Pattern, key: str, what: str) -> None:
     """A local dataset or checkpoint folder (file:// or direct:// `uri`) may hold only its own names
     (`allowed`) at the top; object stores are not checked (their writes touch only the named keys)."""
-    local_path = _local_path(uri)
-    if local_path is None:
+    path = local_path(uri)
+    if path is None:
         return
-    folder = Path(local_path)
+    folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f"{key}: {folder} is an existing file, not a {what} folder")
     if not folder.is_dir():

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import unique_name
+from snakemake_forks import run_forked
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -42,10 +43,82 @@ def job_counts(output: str) -> dict:
 
 
 # ---- dry runs, lint, schema --------------------------------------------------------------------
+# These Snakemake calls only read the repository: none depends on another's result (and dry runs never
+# take the working directory's lock). Snakemake's start-up costs more than any of them, so the module
+# makes the selected ones forks of one started Snakemake (snakemake_forks), side by side, and each test
+# asserts on its own call's result.
 
-def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
-    # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
-    r = snakemake("-n", "--config", f"results={tmp_path}")
+BROKEN = {
+    # Each problem is one line under "config:", naming its key path (rules/config_check.smk).
+    "repetitions": (lambda c: c.update(repetitions=0), "\n  repetitions: 0 is less than the minimum of 1\n"),
+    "repetition": (lambda c: c.update(repetition=2),
+                   "\n  (top level): Additional properties are not allowed ('repetition' was unexpected)\n"),
+    "overides": (lambda c: c["workloads"]["unet3d"].update(overides=[]),
+                 "\n  workloads.unet3d: Additional properties are not allowed ('overides' was unexpected)\n"),
+    "uri": (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "\n  backends.s3.uri: 'ftp://x' does not match"),
+    "env": (lambda c: c["backends"]["s3"].update(env=["aws-secret"]),
+            "\n  backends.s3.env[0]: 'aws-secret' does not match"),
+    "ranks": (lambda c: c.update(ranks=[0]), "\n  ranks[0]: 0 is less than the minimum of 1\n"),
+    "loader": (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]),
+               "workloads.resnet50.loaders: unknown loader 'pytroch'"),
+    "dlio_defaults": (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),
+                      "workloads.unet3d.dlio_defaults: unknown DLIO defaults '2.0' (known: head, 2.0.0, 1.0)"),
+    # Every schema problem at once, in key order (Snakemake's validate() dumps the schema for the first).
+    "schema_all": (lambda c: (c["workloads"]["llama7b"].update(checkpoint_scale=0),
+                              c["searches"]["unet3d"].update(sweep=[0], edition="v9"), c.update(tolerance="abc")),
+                   "config:\n  searches.unet3d.edition: 'v9' is not one of ['v2.0', 'v3.0']\n"
+                   "  searches.unet3d.sweep[0]: 0 is less than the minimum of 1\n"
+                   "  tolerance: 'abc' does not match '^[0-9]+(\\\\.[0-9]+)?%?$'\n"
+                   "  workloads.llama7b.checkpoint_scale: 0 is less than or equal to the minimum of 0\n"),
+    # Were a MissingInputException dump per rule, a NotADirectoryError and a KeyError traceback ({matrx}).
+    "missing_files": (lambda c: (c["workloads"]["unet3d"].update(file="configs/workloads/nothere.yaml"),
+                                 c.update(results="README.md", baseline="configs/baselines/nothere.csv"),
+                                 c["backends"]["s3"].update(uri="s3://bkt-x/{matrx}/{workload}")),
+                      "config:\n  workloads.unet3d.file: configs/workloads/nothere.yaml is not a file\n"
+                      "  results: README.md is a file, not a folder\n"
+                      "  baseline: configs/baselines/nothere.csv is not a file\n"
+                      "  backends.s3.uri: unknown placeholder {matrx} (known: {matrix}, {results}, {workload})\n"),
+}
+
+
+def broken_config(folder: Path, edit) -> Path:
+    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
+    edit(cfg)
+    path = folder / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def readonly_calls() -> dict:
+    """{test node name: a function of a fresh folder giving that test's Snakemake arguments}."""
+    calls = {
+        # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
+        "test_dry_run_default_profile_plans_the_whole_matrix": lambda f: ["-n", "--config", f"results={f}"],
+        "test_lint_is_clean": lambda f: ["--lint"],
+    }
+    for profile in ("profiles/slurm", "slurm"):
+        calls[f"test_dry_run_slurm_profile[{profile}]"] = \
+            lambda f, profile=profile: ["-n", "--profile", profile, "--config", f"results={f}"]
+    for case, (edit, _) in BROKEN.items():
+        calls[f"test_broken_config_is_rejected_naming_the_key[{case}]"] = \
+            lambda f, edit=edit: ["-n", "--configfile", str(broken_config(f, edit))]
+    return calls
+
+
+@pytest.fixture(scope="module")
+def readonly_runs(request, tmp_path_factory):
+    """{test node name: its Snakemake call's CompletedProcess}, for the tests selected in this session."""
+    selected = {item.name for item in request.session.items}
+    calls = {name: make for name, make in readonly_calls().items() if name in selected}
+    # `--profile slurm` as typed: scripts/install-profiles.sh links it where Snakemake looks.
+    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
+    folder = tmp_path_factory.mktemp("snakemake")
+    args = {name: make(tmp_path_factory.mktemp("results")) for name, make in calls.items()}
+    return run_forked(args, folder, cwd=REPO)
+
+
+def test_dry_run_default_profile_plans_the_whole_matrix(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "profiles/default" in r.stdout + r.stderr            # picked up as the workflow profile
     cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
@@ -61,79 +134,26 @@ def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["profiles/slurm", "slurm"])
-def test_dry_run_slurm_profile(tmp_path, profile):
+def test_dry_run_slurm_profile(request, readonly_runs, profile):
     """`--profile slurm` as typed (scripts/install-profiles.sh links it where Snakemake looks) and by
     path. A dry run submits nothing, so it needs no Slurm commands."""
-    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
-    r = snakemake("-n", "--profile", profile, "--config", f"results={tmp_path}")
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout)["run"] > 0
 
 
-def test_lint_is_clean():
-    r = snakemake("--lint")
+def test_lint_is_clean(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
 
 
-def broken(tmp_path, edit) -> str:
-    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
-    edit(cfg)
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    r = snakemake("-n", "--configfile", str(path))
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_config_is_rejected_naming_the_key(request, readonly_runs, case):
+    r = readonly_runs[request.node.name]
     assert r.returncode != 0
-    return r.stdout + r.stderr
-
-
-@pytest.mark.parametrize("edit,expected", [
-    (lambda c: c.update(repetitions=0), "\n  repetitions: 0 is less than the minimum of 1\n"),
-    (lambda c: c.update(repetition=2), "(top level): Additional properties are not allowed ('repetition' was unexpected)"),
-    (lambda c: c["workloads"]["unet3d"].update(overides=[]), "workloads.unet3d: Additional properties are not "
-                                                             "allowed ('overides' was unexpected)"),
-    (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "backends.s3.uri: 'ftp://x' does not match"),
-    (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "backends.s3.env[0]: 'aws-secret' does not match"),
-    (lambda c: c.update(ranks=[0]), "\n  ranks[0]: 0 is less than the minimum of 1\n"),
-    (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]), "workloads.resnet50.loaders: unknown loader 'pytroch'"),
-    (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),
-     "workloads.unet3d.dlio_defaults: unknown DLIO defaults '2.0' (known: head, 2.0.0, 1.0)"),
-])
-def test_broken_config_is_rejected_naming_the_key(tmp_path, edit, expected):
-    assert expected in broken(tmp_path, edit)
-
-
-def test_every_schema_problem_is_one_line_naming_its_key_path(tmp_path):
-    """Snakemake's validate() prints the schema's text for the first problem; the workflow says each."""
-    def edit(c):
-        c["workloads"]["llama7b"]["checkpoint_scale"] = 0
-        c["searches"]["unet3d"].update(sweep=[0], edition="v9")
-        c["tolerance"] = "abc"
-
-    out = broken(tmp_path, edit)
-    lines = out[out.index("config:\n"):].splitlines()[1:5]
-    assert lines == ["  searches.unet3d.edition: 'v9' is not one of ['v2.0', 'v3.0']",
-                     "  searches.unet3d.sweep[0]: 0 is less than the minimum of 1",
-                     "  tolerance: 'abc' does not match '^[0-9]+(\\\\.[0-9]+)?%?$'",
-                     "  workloads.llama7b.checkpoint_scale: 0 is less than or equal to the minimum of 0"], out
-    assert "Failed validating" not in out
-
-
-def test_missing_files_and_unknown_placeholders_are_one_line_each(tmp_path):
-    """Were a MissingInputException per rule, a KeyError traceback ({matrx}) and a NotADirectoryError."""
-    results = tmp_path / "results.txt"
-    results.write_text("mine")
-
-    def edit(c):
-        c["workloads"]["unet3d"]["file"] = "configs/workloads/nothere.yaml"
-        c.update(results=str(results), baseline=str(tmp_path / "base.csv"))
-        c["backends"]["s3"]["uri"] = "s3://bkt-x/{matrx}/{workload}"
-
-    out = broken(tmp_path, edit)
-    for line in ("workloads.unet3d.file: configs/workloads/nothere.yaml is not a file",
-                 f"results: {results} is a file, not a folder", f"baseline: {tmp_path / 'base.csv'} is not a file",
-                 "backends.s3.uri: unknown placeholder {matrx} (known: {matrix}, {results}, {workload})"):
-        assert f"\n  {line}\n" in out, out
-    assert "Traceback" not in out and results.read_text() == "mine"
+    assert BROKEN[case][1] in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 # ---- a tiny matrix end to end -------------------------------------------------------------------
@@ -262,7 +282,7 @@ def test_tiny_matrix_end_to_end_with_baseline_verdict(tmp_path, s3_env, azure_en
 
 
 def test_killed_run_resumes_only_missing_cells(tmp_path):
-    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=4)
+    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=2)
     proc = subprocess.Popen([SNAKEMAKE, "--configfile", str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -275,7 +295,7 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
         proc.wait()
 
     done = summaries(out)
-    cells = 8                                    # 4 repetitions of one training and one checkpoint cell
+    cells = 4                                    # 2 repetitions of one training and one checkpoint cell
     assert 1 <= len(done) < cells, "the kill must fall between the first and the last run"
     assert snakemake("--unlock", "--configfile", str(config)).returncode == 0
     plan = snakemake("-n", "--configfile", str(config))

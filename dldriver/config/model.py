@@ -1,6 +1,8 @@
 """The workload model: one plain dataclass per DLIO config section, with DLIO's *code* defaults.
 
-Field names are DLIO's current (HEAD) spellings; the loader maps the 2.0.0 spellings onto them.
+Field names are DLIO's current (HEAD) spellings; the loader maps the 2.0.0 spellings onto them. The
+dataset and storage sections are DatasetSection and StorageSection: Dataset (dldriver.dataset.opening)
+and Storage (dldriver.storage) are the runtime objects.
 Enum values allowed per field live in ENUMS, keyed by the dotted key path.
 """
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Workflow:
 
 
 @dataclass
-class Storage:
+class StorageSection:
     storage_type: str = "local_fs"
     storage_root: str = "./"
     storage_options: Optional[dict] = None
@@ -74,7 +76,7 @@ class Hdf5Options:
 
 
 @dataclass
-class Dataset:
+class DatasetSection:
     data_folder: str = "./data/"
     format: str = "tfrecord"
     num_files_train: int = 8
@@ -190,8 +192,8 @@ class Workload:
     model: Model = field(default_factory=Model)
     framework: str = "tensorflow"
     workflow: Workflow = field(default_factory=Workflow)
-    storage: Storage = field(default_factory=Storage)
-    dataset: Dataset = field(default_factory=Dataset)
+    storage: StorageSection = field(default_factory=StorageSection)
+    dataset: DatasetSection = field(default_factory=DatasetSection)
     reader: Reader = field(default_factory=Reader)
     train: Train = field(default_factory=Train)
     evaluation: Evaluation = field(default_factory=Evaluation)

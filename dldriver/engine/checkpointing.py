@@ -16,10 +16,11 @@ import shutil
 import time
 
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
-from dldriver.config.uri import checkpoint_uri, storage_options
+from dldriver.config.uri import storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
 from dldriver.errors import CheckpointError, ConfigError
 from dldriver.storage import open_storage
+from dldriver.uri import local_path
 
 log = logging.getLogger("dldriver")
 
@@ -37,16 +38,17 @@ def should_checkpoint_after_step(ckpt, step: int) -> bool:
     return ckpt.steps_between_checkpoints > 0 and step % ckpt.steps_between_checkpoints == 0
 
 
-def open_checkpointer(comm: Comm, workload, scale: float, writes: bool = True) -> Checkpointer:
-    """This rank's Checkpointer on the workload's checkpoint storage, connected (a collective: every rank
-    calls it, and with recovery_rank_shift it counts the ranks on each host).
+def open_checkpointer(comm: Comm, workload, uri: str, scale: float, writes: bool = True) -> Checkpointer:
+    """This rank's Checkpointer on the checkpoint storage at `uri` (the run's config.uri.checkpoint_uri),
+    connected (a collective: every rank calls it, and with recovery_rank_shift it counts the ranks on each
+    host).
 
     The SDK client and, when the run writes, the bucket / container are made here, before the first
     timed save: they are set-up, paid once per process, not checkpoint I/O. Rank 0 creates a missing
     bucket while the others wait, so that N ranks do not all try at once.
     """
     per_host = ranks_on_this_host(comm) if workload.checkpoint.recovery_rank_shift else None
-    storage = open_storage(checkpoint_uri(workload), storage_options(workload))
+    storage = open_storage(uri, storage_options(workload))
     prepare = storage.prepare_writes if writes else storage.connect
     if comm.rank == 0:
         prepare()
@@ -56,12 +58,13 @@ def open_checkpointer(comm: Comm, workload, scale: float, writes: bool = True) -
     return Checkpointer(workload, comm.rank, comm.size, storage, scale, ranks_per_host=per_host)
 
 
-def check_checkpoint_only(workload, world_size: int, scale: float) -> None:
+def check_checkpoint_only(workload, world_size: int, scale: float, uri: str | None = None) -> None:
     """Fail before any rank starts: bad parallelism for the world size, impossible counts, or a local
-    checkpoint folder whose file system cannot hold the checkpoints."""
+    checkpoint folder (at `uri`) whose file system cannot hold the checkpoints."""
     layout = checkpoint_layout(workload, world_size, scale)
     writes, _ = checkpoint_counts(workload)
-    check_local_room(checkpoint_uri(workload), writes * sum(n for files in layout for _, n in files), writes)
+    if uri is not None:
+        check_local_room(uri, writes * sum(n for files in layout for _, n in files), writes)
 
 
 def scheduled_checkpoints(ckpt, epochs: int, steps: int) -> int:
@@ -72,12 +75,12 @@ def scheduled_checkpoints(ckpt, epochs: int, steps: int) -> int:
     return epochs * per_epoch + sum(1 for e in range(1, epochs + 1) if should_checkpoint_after_epoch(ckpt, e))
 
 
-def check_training_room(workload, world_size: int, scale: float, steps: int) -> None:
-    """A training run's scheduled checkpoints must fit on a local checkpoint folder's file system."""
+def check_training_room(workload, world_size: int, scale: float, steps: int, uri: str) -> None:
+    """A training run's scheduled checkpoints must fit on a local checkpoint folder's (`uri`) file system."""
     writes = scheduled_checkpoints(workload.checkpoint, workload.train.epochs, steps)
     if writes:
         layout = checkpoint_layout(workload, world_size, scale)
-        check_local_room(checkpoint_uri(workload), writes * sum(n for files in layout for _, n in files), writes,
+        check_local_room(uri, writes * sum(n for files in layout for _, n in files), writes,
                          "checkpoint.steps_between_checkpoints / epochs_between_checkpoints over train.epochs")
 
 
@@ -85,8 +88,8 @@ def check_local_room(uri: str, need: int, writes: int,
                      count_key: str = "checkpoint.num_checkpoints_write") -> None:
     """On a local file system (file://, direct://), `need` bytes for `writes` checkpoints must fit in its free
     space, counting what the folder already holds as rewritten (dl-driver's own checkpoints, by name)."""
-    scheme, _, folder = uri.partition("://")
-    if scheme not in ("file", "direct") or need == 0:
+    folder = local_path(uri)
+    if folder is None or need == 0:
         return
     held = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
     base = os.path.abspath(folder)
