@@ -21,8 +21,8 @@ from dldriver.mlperf.search import count_result, dataset_note, next_counts, sear
 from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
-# The memory per host that --host-memory-gib may give: 1 MiB to 1 PiB.
-HOST_MEMORY_GIB = (1 / 1024, 2**20)
+# The memory per host that --host-memory-gib may give: a byte (tests size tiny datasets by tiny hosts) to 1 PiB.
+HOST_MEMORY_GIB = (1 / GiB, 2**20)
 
 
 def check_options(**options) -> None:
@@ -33,8 +33,8 @@ def check_options(**options) -> None:
             raise ConfigError(f"--{name.replace('_', '-')}: must be a number above zero, got {value}")
     memory = options.get("host_memory_gib")
     if memory is not None and not HOST_MEMORY_GIB[0] <= memory <= HOST_MEMORY_GIB[1]:
-        raise ConfigError(f"--host-memory-gib: must be from {HOST_MEMORY_GIB[0]} to {HOST_MEMORY_GIB[1]:,} GiB "
-                          f"per host, got {memory}")
+        raise ConfigError(f"--host-memory-gib: must be from one byte ({HOST_MEMORY_GIB[0]:.3g}) to "
+                          f"{HOST_MEMORY_GIB[1]:,} GiB per host, got {memory}")
 
 
 def host_memory_bytes(gib: float | None) -> int:
