@@ -138,7 +138,8 @@ def test_profile_keys_shape_the_dataloader(npz, caplog):
     assert loader.pin_memory is False and "no CUDA device" in caplog.text  # CPU-only machine
     assert [len(b) for b in loader] == [3, 3, 3, 3, 3]
     origins = loader.dataset.profile.origins
-    assert origins["batch_size"] == "pytorch_config.batch_size" and origins["seed"] == "train.seed"
+    assert origins["batch_size"] == "<mapping>: pytorch_config.batch_size" and origins["seed"] == "train.seed"
+    assert DlioPyTorchDataset(doc, batch_size=2).profile.origins["batch_size"] == "argument batch_size"
 
 
 def test_profile_falls_back_to_dlio_keys(npz):

@@ -32,6 +32,11 @@ def tfrecord_samples(uri: str) -> dict:
     return out
 
 
+def stored_bytes(uri: str, fmt: str) -> int:
+    storage = open_storage(uri)
+    return sum(len(storage.get(f"train/img_{f}_of_{FILES}.{fmt}")) for f in range(FILES))
+
+
 def npz_samples(uri: str) -> dict:
     storage = open_storage(uri)
     out = {}
@@ -69,6 +74,12 @@ def test_tensorflow_reads_the_generated_records(tmp_path, request, backend):
     assert data.native == (backend == "file")  # TFRecordDataset on local files, the source elsewhere
     got = keys_of(data.numpy(), tfrecord_samples(uri))
     assert got == [(f, s) for f in range(FILES) for s in range(SAMPLES)]
+    # every record of every file was read: TFRecordDataset fetched the files' stored bytes; the source's
+    # ranged GETs fetch each record and, per file, its small index object (offset and length per record)
+    nbytes, samples = data.take_counts()
+    stored = stored_bytes(uri, "tfrecord")
+    assert samples == FILES * SAMPLES and (nbytes == stored if data.native else stored <= nbytes < 1.1 * stored)
+    assert data.take_counts() == (0, 0)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

@@ -1,7 +1,8 @@
 """TensorFlow: a tf.data.Dataset over a workload's dataset, sharded and ordered by the shared sampler.
 
 tfrecord files on a local path are read by TensorFlow's own TFRecordDataset (runs of consecutive records
-of the rank's assignment, skip/take), parsed per batch; other formats and object stores go through the
+of the rank's assignment, skip/take), parsed per batch, the bytes of every record (as stored, with its
+framing) counted in two tf.Variables by the parse op itself; other formats and object stores go through the
 shared sample source in parallel map calls (the storage and decoders release the GIL while they read).
 The tensorflow_config profile applies: batch_size, shuffle_buffer_size (tf.data's shuffle, seeded),
 num_parallel_calls and prefetch_buffer_size (-1: AUTOTUNE), deterministic, drop_remainder,
@@ -25,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from dldriver.config.profiles import AUTOTUNE  # noqa: E402
 from dldriver.frameworks.common import FrameworkDataset  # noqa: E402
-from dldriver.loaders.tensorflow import _runs  # noqa: E402
+from dldriver.loaders.tensorflow import _RECORD_FRAMING, _runs  # noqa: E402
 
 __all__ = ["DlioTensorFlowDataset"]
 
@@ -45,6 +46,9 @@ class DlioTensorFlowDataset(FrameworkDataset):
                  tfrecord_native: bool = True, **profile):
         self._setup(config, overrides, split, rank, world_size, entropy, profile)
         self._paths = self._local_tfrecords() if tfrecord_native else None
+        # bytes and records the native path's parse op has counted (the graph cannot reach SharedCounts)
+        self._native_counts = (tf.Variable(0, dtype=tf.int64, trainable=False),
+                               tf.Variable(0, dtype=tf.int64, trainable=False)) if self.native else None
 
     def _local_tfrecords(self):
         source = self.reading.source
@@ -67,6 +71,9 @@ class DlioTensorFlowDataset(FrameworkDataset):
             samples = samples.shuffle(p.shuffle_buffer_size, seed=p.seed,
                                       reshuffle_each_iteration=p.reshuffle_each_iteration)
         data = samples.batch(p.batch_size, drop_remainder=p.drop_remainder)
+        if self.native:  # records were batched: one parse (and one count) per batch
+            data = data.map(self._parse_batch(), num_parallel_calls=_calls(p.num_parallel_calls),
+                            deterministic=p.deterministic)
         if p.prefetch_buffer_size != 0:
             data = data.prefetch(_calls(p.prefetch_buffer_size))
         options = tf.data.Options()
@@ -92,8 +99,7 @@ class DlioTensorFlowDataset(FrameworkDataset):
             deterministic=self.profile.deterministic)
 
     def _tfrecords(self, keys):
-        spec = self.reading.source.files[0]
-        dtype = tf.as_dtype(np.dtype(spec.dtype))
+        """This epoch's records (serialised tf.Examples) in the sampler's runs, interleaved over files."""
         runs = _runs(keys)
         paths = [self._paths[f] for f, _, _ in runs]
         starts = tf.constant([s for _, s, _ in runs], tf.int64)
@@ -106,17 +112,40 @@ class DlioTensorFlowDataset(FrameworkDataset):
                 return tf.data.TFRecordDataset(path)
             return tf.data.TFRecordDataset(path).skip(start).take(count)
 
-        def parse(record):
-            image = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
-            return tf.reshape(tf.io.decode_raw(image, dtype), spec.shape)
-
         calls = _calls(self.profile.num_parallel_calls)
         # num_parallel_calls runs of records read at once, interleaved record by record (with one, in
         # the sampler's order); deterministic fixes the interleaving, so each pass is the same.
         return (tf.data.Dataset.from_tensor_slices((paths, starts, counts))
                 .interleave(records, cycle_length=calls, num_parallel_calls=calls,
-                            deterministic=self.profile.deterministic)
-                .map(parse, num_parallel_calls=calls, deterministic=self.profile.deterministic))
+                            deterministic=self.profile.deterministic))
+
+    def _parse_batch(self):
+        """A batch of records -> the batch of samples (`image` feature), counting the records' stored
+        bytes (each with TFRecord's 16 bytes of framing) and number into the native counters."""
+        spec = self.reading.source.files[0]
+        dtype = tf.as_dtype(np.dtype(spec.dtype))
+        shape = list(spec.shape)
+        nbytes, nrecords = self._native_counts
+
+        def parse(records):
+            images = tf.io.parse_example(records, {"image": tf.io.FixedLenFeature([], tf.string)})["image"]
+            count = tf.cast(tf.size(records), tf.int64)
+            stored = tf.reduce_sum(tf.cast(tf.strings.length(records), tf.int64)) + _RECORD_FRAMING * count
+            with tf.control_dependencies([nbytes.assign_add(stored), nrecords.assign_add(count)]):
+                batch = tf.reshape(tf.io.decode_raw(images, dtype), [-1, *shape])
+            return tf.ensure_shape(batch, [records.shape[0], *shape])  # a static batch size stays static
+
+        return parse
+
+    def take_counts(self) -> tuple[int, int]:
+        """(bytes really fetched, samples) since the last call, the native path's included."""
+        nbytes, samples = super().take_counts()
+        if self._native_counts is not None:
+            taken = [int(counter.read_value()) for counter in self._native_counts]
+            for counter, value in zip(self._native_counts, taken):
+                counter.assign_sub(value)  # what a pipeline still running adds meanwhile stays counted
+            nbytes, samples = nbytes + taken[0], samples + taken[1]
+        return nbytes, samples
 
     def __iter__(self):
         return iter(self.dataset())
