@@ -58,19 +58,3 @@ def test_a_loop_that_measured_nothing_is_an_error(tmp_path):
             pass
     assert not (tmp_path / "out").exists()
 
-
-def test_a_measured_tensorflow_loop_counts_the_tfrecord_bytes_it_read(tmp_path):
-    from dldriver.frameworks.tensorflow import DlioTensorFlowDataset
-
-    doc = workload_doc(tmp_path / "d", "tfrecord", loader="tensorflow", files=4, samples=2)
-    make_dataset(tmp_path, doc)
-    data = DlioTensorFlowDataset(doc)
-    assert data.native  # TensorFlow's own TFRecordDataset reads the local files
-    with Measurement(data, tmp_path / "out") as run:
-        for epoch in (1, 2):
-            for batch in run.epoch(epoch):
-                assert tuple(batch.shape) == (2, 16, 16)
-    stored = sum(p.stat().st_size for p in (tmp_path / "d" / "train").glob("*.tfrecord"))
-    ours = json.loads((tmp_path / "out" / "summary.json").read_text())["dldriver"]
-    assert ours["bytes_read"] == 2 * stored and ours["coverage_ok"]
-    assert [e["samples_read"] for e in ours["epochs"]] == [8, 8]

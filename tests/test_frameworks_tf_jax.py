@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dldriver.errors import ConfigError
+from dldriver.frameworks.measure import Measurement
 from dldriver.jax import DlioJaxDataset
 from dldriver.storage import open_storage
 from dldriver.tensorflow import DlioTensorFlowDataset
@@ -80,6 +82,21 @@ def test_tensorflow_reads_the_generated_records(tmp_path, request, backend):
     stored = stored_bytes(uri, "tfrecord")
     assert samples == FILES * SAMPLES and (nbytes == stored if data.native else stored <= nbytes < 1.1 * stored)
     assert data.take_counts() == (0, 0)
+
+
+def test_a_measured_tensorflow_loop_counts_the_tfrecord_bytes_it_read(tmp_path):
+    doc = workload_doc(tmp_path / "d", "tfrecord", loader="tensorflow", files=4, samples=2)
+    make_dataset(tmp_path, doc)
+    data = DlioTensorFlowDataset(doc)
+    assert data.native  # TensorFlow's own TFRecordDataset reads the local files
+    with Measurement(data, tmp_path / "out") as run:
+        for epoch in (1, 2):
+            for batch in run.epoch(epoch):
+                assert tuple(batch.shape) == (2, 16, 16)
+    stored = sum(p.stat().st_size for p in (tmp_path / "d" / "train").glob("*.tfrecord"))
+    ours = json.loads((tmp_path / "out" / "summary.json").read_text())["dldriver"]
+    assert ours["bytes_read"] == 2 * stored and ours["coverage_ok"]
+    assert [e["samples_read"] for e in ours["epochs"]] == [8, 8]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
