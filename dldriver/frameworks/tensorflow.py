@@ -1,6 +1,6 @@
 """TensorFlow: a tf.data.Dataset over a workload's dataset, sharded and ordered by the shared sampler.
 
-tfrecord files on a local path are read by TensorFlow's own TFRecordDataset (runs of consecutive records
+tfrecord files on a file:// path are read by TensorFlow's own TFRecordDataset (runs of consecutive records
 of the rank's assignment, skip/take), parsed per batch, the bytes of every record (as stored, with its
 framing) counted in two tf.Variables by the parse op itself; other formats and object stores go through the
 shared sample source in parallel map calls (the storage and decoders release the GIL while they read).
@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from dldriver.config.profiles import AUTOTUNE  # noqa: E402
 from dldriver.frameworks.common import FrameworkDataset  # noqa: E402
-from dldriver.loaders.tensorflow import _RECORD_FRAMING, _runs  # noqa: E402
+from dldriver.loaders.tensorflow import _RECORD_FRAMING, _runs, local_tfrecords  # noqa: E402
 
 __all__ = ["DlioTensorFlowDataset"]
 
@@ -51,12 +51,7 @@ class DlioTensorFlowDataset(FrameworkDataset):
                                tf.Variable(0, dtype=tf.int64, trainable=False)) if self.native else None
 
     def _local_tfrecords(self):
-        source = self.reading.source
-        if source.fmt.name != "tfrecord" or len({f.shape for f in source.files}) != 1:
-            return None
-        storage = source.storage()
-        paths = [storage.local_path(f.key) for f in source.files]
-        return None if None in paths else paths
+        return local_tfrecords(self.reading.source)
 
     @property
     def native(self) -> bool:
