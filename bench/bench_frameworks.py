@@ -47,6 +47,21 @@ def _best(fn, repeat: int) -> float:
     return max(rates)
 
 
+def _alternating(fns, repeat: int) -> list[tuple[float, float]]:
+    """(items per second, best of `repeat`; this process's CPU seconds per item, median) of each fn, the
+    fns run in turn (a, b, a, b, ...) after one warm-up each, so a shared machine's load falls on all."""
+    for fn in fns:
+        fn()
+    rates, cpus = [[] for _ in fns], [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = fn()
+            rates[i].append(n / (time.perf_counter() - t0))
+            cpus[i].append((time.process_time() - c0) / n)
+    return [(max(r), float(np.median(c))) for r, c in zip(rates, cpus)]
+
+
 def bench_torch(root: Path, args) -> dict:
     import torch
     from torch.utils.data import DataLoader, Dataset
@@ -108,6 +123,84 @@ def bench_tensorflow(root: Path, args) -> dict:
     return {"api samples/s": api, "TFRecordDataset samples/s": hand, "api / TFRecordDataset": api / hand}
 
 
+def _plain_s3_get(threads: int, bucket: str):
+    """One boto3 GET (whole, or a byte range), with the SDK settings of dl-driver's client and
+    bench_object_reads.py: path-style, max(10, threads) pooled connections, no checksums or signing of
+    the payload."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(
+        max_pool_connections=max(10, threads), s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+
+    def get(key, rng=None):
+        kwargs = {"Range": f"bytes={rng[0]}-{rng[0] + rng[1] - 1}"} if rng else {}
+        return client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+    return get
+
+
+def bench_tensorflow_s3(root: Path, args) -> dict:
+    """The TF API on S3 (SeaweedFS started here) against a plain loop: a pool of --workers threads making
+    the requests dl-driver's tfrecord reader makes (each file's index object, then one ranged GET per
+    record), each batch of records parsed into a tf tensor by tf.io.parse_example."""
+    import os
+    import uuid
+
+    import tensorflow as tf
+
+    from dldriver import services
+    from dldriver.services import process, seaweedfs
+    from dldriver.storage import open_storage
+    from dldriver.storage.s3 import S3Storage
+    from dldriver.tensorflow import DlioTensorFlowDataset
+
+    state = root / "services"
+    os.environ.update(services.start_s3(state, port=process.free_port_block(seaweedfs.PORT_SPAN)))
+    try:
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        S3Storage(bucket).create_bucket()
+        files = max(1, args.files // args.s3_records)
+        doc = _doc(f"s3://{bucket}/tfr", "tfrecord", "tensorflow", files, args.record, args.batch, args.workers)
+        doc["dataset"]["num_samples_per_file"] = args.s3_records
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
+        ours = DlioTensorFlowDataset(doc)
+        shape = ours.reading.source.files[0].shape
+        storage = open_storage(f"s3://{bucket}/tfr")
+        requests = []
+        for key in sorted(k for k in storage.list("train/") if k.endswith(".tfrecord")):
+            index = storage.get(f"index/{key}.idx").decode().split()
+            offsets = list(zip(map(int, index[0::2]), map(int, index[1::2])))
+            requests.append([(f"tfr/index/{key}.idx", None)] + [(f"tfr/{key}", o) for o in offsets])
+        get = _plain_s3_get(args.workers, bucket)
+        features = {"image": tf.io.FixedLenFeature([], tf.string)}
+
+        def plain_epoch():
+            from concurrent.futures import ThreadPoolExecutor
+
+            def records(file_requests):  # the index first (as dl-driver reads it), then each record
+                get(*file_requests[0])
+                return [bytes(get(*r))[12:-4] for r in file_requests[1:]]
+
+            n, pending = 0, []
+            with ThreadPoolExecutor(args.workers) as pool:
+                for got in pool.map(records, requests):
+                    pending += got
+                    while len(pending) >= args.batch:
+                        images = tf.io.parse_example(pending[:args.batch], features)["image"]
+                        n += int(tf.reshape(tf.io.decode_raw(images, tf.uint8), [-1, *shape]).shape[0])
+                        pending = pending[args.batch:]
+            return n
+
+        (api, api_cpu), (hand, hand_cpu) = _alternating(
+            [lambda: sum(int(b.shape[0]) for b in ours.dataset()), plain_epoch], args.repeat)
+        ours.close()
+        return {"api S3 samples/s": api, "boto3 loop samples/s": hand, "api / boto3 loop": api / hand,
+                "api CPU ms/sample": api_cpu * 1e3, "boto3 loop CPU ms/sample": hand_cpu * 1e3}
+    finally:
+        services.stop_s3(state)
+
+
 def bench_jax(root: Path, args) -> dict:
     from dldriver.jax import DlioJaxDataset
 
@@ -137,17 +230,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["torch", "tensorflow", "jax"], action="append")
+    parser.add_argument("--s3-records", type=int, default=8, help="records per tfrecord object on S3")
+    parser.add_argument("--only", choices=["torch", "tensorflow", "tensorflow-s3", "jax"], action="append")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as tmp:
-        for name, bench in (("torch", bench_torch), ("tensorflow", bench_tensorflow), ("jax", bench_jax)):
+        for name, bench in (("torch", bench_torch), ("tensorflow", bench_tensorflow),
+                            ("tensorflow-s3", bench_tensorflow_s3), ("jax", bench_jax)):
             if args.only and name not in args.only:
                 continue
             if name == "jax" and not (Path(tmp) / "npz").exists():
                 bench_torch(Path(tmp), argparse.Namespace(**{**vars(args), "repeat": 1}))
             for key, value in bench(Path(tmp), args).items():
-                print(f"{name:<10} {key:<28} {value:12.3f}" if "/" in key and "s" not in key.split("/")[-1]
-                      else f"{name:<10} {key:<28} {value:12.1f}")
+                print(f"{name:<13} {key:<28} {value:12.3f}" if "/" in key and "s" not in key.split("/")[-1]
+                      else f"{name:<13} {key:<28} {value:12.1f}")
 
 
 if __name__ == "__main__":
