@@ -100,6 +100,39 @@ def bench_torch(root: Path, args) -> dict:
             "api / run loader": api / loader}
 
 
+def bench_torch_iterable(root: Path, args) -> dict:
+    """The iterable dataset as it reads now (each batch read whole into one tensor, its rows handed back
+    to `collate` as that tensor) against the old way in the same run (a sample at a time, stacked by
+    torch's default_collate), both in the factory's DataLoader with the same workers and batch size."""
+    from torch.utils.data import default_collate, get_worker_info
+
+    from dldriver.dataset.sampler import split_among_workers
+    from dldriver.torch import DlioPyTorchIterableDataset, make_dataloader
+
+    doc = _doc(root / "npz", "npz", "pytorch", args.files, args.record, args.batch, args.workers)
+    if not (root / "npz").exists():
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
+
+    class PerSample(DlioPyTorchIterableDataset):
+        """The old __iter__: one read and one tensor per sample."""
+
+        def __iter__(self):
+            batches = self.reading.sampler.batches(self.epoch)
+            worker = get_worker_info()
+            if worker is not None:
+                batches = split_among_workers(batches, worker.num_workers)[worker.id]
+            for keys in batches:
+                for file_idx, sample_idx in keys:
+                    yield self._read(file_idx, sample_idx)
+
+    new = make_dataloader(DlioPyTorchIterableDataset(doc), multiprocessing_context="fork")
+    old = make_dataloader(PerSample(doc), multiprocessing_context="fork", collate_fn=default_collate)
+    (ours, _), (before, _) = _alternating(  # (CPU of the main process alone: the workers read)
+        [lambda: sum(len(b) for b in new), lambda: sum(len(b) for b in old)], args.repeat)
+    return {"iterable samples/s": ours, "per-sample iterable samples/s": before,
+            "iterable / per-sample": ours / before}
+
+
 def bench_tensorflow(root: Path, args) -> dict:
     import tensorflow as tf
 
@@ -205,6 +238,8 @@ def bench_jax(root: Path, args) -> dict:
     from dldriver.jax import DlioJaxDataset
 
     doc = _doc(root / "npz", "npz", "jax", args.files, args.record, args.batch, args.workers)
+    if not (root / "npz").exists():
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
     data = DlioJaxDataset(doc)
 
     def epoch():
@@ -231,18 +266,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--s3-records", type=int, default=8, help="records per tfrecord object on S3")
-    parser.add_argument("--only", choices=["torch", "tensorflow", "tensorflow-s3", "jax"], action="append")
+    parser.add_argument("--only", choices=["torch", "torch-iterable", "tensorflow", "tensorflow-s3", "jax"],
+                        action="append")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as tmp:
-        for name, bench in (("torch", bench_torch), ("tensorflow", bench_tensorflow),
+        for name, bench in (("torch", bench_torch), ("torch-iterable", bench_torch_iterable),
+                            ("tensorflow", bench_tensorflow),
                             ("tensorflow-s3", bench_tensorflow_s3), ("jax", bench_jax)):
             if args.only and name not in args.only:
                 continue
-            if name == "jax" and not (Path(tmp) / "npz").exists():
-                bench_torch(Path(tmp), argparse.Namespace(**{**vars(args), "repeat": 1}))
             for key, value in bench(Path(tmp), args).items():
-                print(f"{name:<13} {key:<28} {value:12.3f}" if "/" in key and "s" not in key.split("/")[-1]
-                      else f"{name:<13} {key:<28} {value:12.1f}")
+                ratio = " / " in key and not key.endswith("/s")
+                print(f"{name:<14} {key:<30} {value:12.3f}" if ratio else f"{name:<14} {key:<30} {value:12.1f}")
 
 
 if __name__ == "__main__":
