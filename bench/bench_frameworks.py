@@ -5,12 +5,18 @@ run, with the same workers/threads and batch size. Prints samples/s (or bytes/s)
   with the same num_workers and batch size (target >= 1.0); and vs `dldriver run`'s pytorch loader on
   the same data (target >= 0.9), both as `dldriver run` reports it (a fresh run per figure, so worker
   start-up counts) and as the loader's own epochs over the same batches (PyTorchLoader, workers kept).
+- torch-iterable: the iterable dataset (batches read whole) vs its old per-sample way, same DataLoader.
 - tensorflow: DlioTensorFlowDataset on tfrecord vs a plain TFRecordDataset -> parse -> batch pipeline
-  (target >= 0.9).
-- jax: DlioJaxDataset vs the native loader's bytes/s under `dldriver run` (target >= 0.9).
+  (target >= 0.9): iterating the object (counted in Python, as Measurement iterates it) and its
+  `dataset()` (counted by a stage of tf.Variable updates in the pipeline, what model.fit gets).
+- tensorflow-s3: the TF API on S3 (a SeaweedFS started here) vs a plain boto3 GET + tf.io.parse_example
+  loop making the same requests with the same threads (target >= 0.9).
+- jax: DlioJaxDataset vs the native loader's epochs over the same batches, and vs `dldriver run`'s
+  native bytes/s (target >= 0.9).
 
     .venv/bin/python bench/bench_frameworks.py [--files 256] [--record 131072] [--workers 2] [--repeat 3]
-Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files).
+Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files); the
+sides of a comparison run in turn (a, b, a, b, ...) where marked so in their function.
 """
 from __future__ import annotations
 
@@ -139,6 +145,7 @@ def bench_tensorflow(root: Path, args) -> dict:
     from dldriver.tensorflow import DlioTensorFlowDataset
 
     doc = _doc(root / "tfr", "tfrecord", "tensorflow", args.files, args.record, args.batch, args.workers)
+    doc["reader"]["prefetch_size"] = 2  # as the plain pipeline's prefetch(2)
     generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
     paths = sorted(str(p) for p in (root / "tfr" / "train").glob("*.tfrecord"))
     ours = DlioTensorFlowDataset(doc)
@@ -151,9 +158,11 @@ def bench_tensorflow(root: Path, args) -> dict:
     plain = (tf.data.Dataset.from_tensor_slices(paths)
              .interleave(tf.data.TFRecordDataset, cycle_length=args.workers, num_parallel_calls=args.workers)
              .map(parse, num_parallel_calls=args.workers).batch(args.batch, drop_remainder=True).prefetch(2))
-    api = _best(lambda: sum(int(b.shape[0]) for b in ours.dataset()), args.repeat)
-    hand = _best(lambda: sum(int(b.shape[0]) for b in plain), args.repeat)
-    return {"api samples/s": api, "TFRecordDataset samples/s": hand, "api / TFRecordDataset": api / hand}
+    (api, _), (fit, _), (hand, _) = _alternating(
+        [lambda: sum(int(b.shape[0]) for b in ours), lambda: sum(int(b.shape[0]) for b in ours.dataset()),
+         lambda: sum(int(b.shape[0]) for b in plain)], args.repeat)
+    return {"api samples/s": api, "api dataset() samples/s": fit, "TFRecordDataset samples/s": hand,
+            "api / TFRecordDataset": api / hand, "api dataset() / TFRecordDataset": fit / hand}
 
 
 def _plain_s3_get(threads: int, bucket: str):
@@ -235,27 +244,41 @@ def bench_tensorflow_s3(root: Path, args) -> dict:
 
 
 def bench_jax(root: Path, args) -> dict:
+    """DlioJaxDataset (jax.Array batches, block_until_ready on each) against the native loader's epochs
+    over the same batches (NativeLoader: the same source, read_threads and prefetch, its pool kept), run
+    alternately in one process; and `dldriver run`'s native bytes/s (a fresh run per figure: its pool
+    start-up counts) for reference."""
     from dldriver.jax import DlioJaxDataset
+    from dldriver.loaders.native import NativeLoader
 
     doc = _doc(root / "npz", "npz", "jax", args.files, args.record, args.batch, args.workers)
     if not (root / "npz").exists():
         generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
     data = DlioJaxDataset(doc)
+    reader = data.workload.reader
+    native = NativeLoader(data.reading.source, max(1, reader.read_threads), data.profile.prefetch_buffer_size)
+    batches = data.reading.sampler.batches(1)
 
-    def epoch():
+    def api_epoch():
         n = 0
         for batch in data:
             batch.block_until_ready()
             n += batch.nbytes
         return n
 
-    api = _best(epoch, args.repeat)
+    (api, api_cpu), (loader, loader_cpu) = _alternating(
+        [api_epoch, lambda: sum(b.data.nbytes for b in native.epoch(batches))], args.repeat)
+    native.close()
+    data.close()
     runs = []
     for _ in range(args.repeat):
         summary = run_workload(load_workload_mapping({**doc, "reader": {**doc["reader"], "data_loader": "native"}}),
                                output=root / "run-native", quiet=True)
         runs.append(summary["dldriver"]["true_MB_per_second"] * 2**20)
-    return {"api bytes/s": api, "native run bytes/s": max(runs), "api / native": api / max(runs)}
+    # CPU seconds per GB (this process, every thread): steadier than bytes/s on a shared machine
+    return {"api bytes/s": api, "native loader bytes/s": loader, "native run bytes/s": max(runs),
+            "api / native loader": api / loader, "api / native run": api / max(runs),
+            "api CPU s/GB": api_cpu * 2**30, "native loader CPU s/GB": loader_cpu * 2**30}
 
 
 def main() -> None:
@@ -276,8 +299,8 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             for key, value in bench(Path(tmp), args).items():
-                ratio = " / " in key and not key.endswith("/s")
-                print(f"{name:<14} {key:<30} {value:12.3f}" if ratio else f"{name:<14} {key:<30} {value:12.1f}")
+                fine = (" / " in key and not key.endswith("/s")) or "CPU" in key  # ratios and CPU costs
+                print(f"{name:<14} {key:<30} {value:12.3f}" if fine else f"{name:<14} {key:<30} {value:12.1f}")
 
 
 if __name__ == "__main__":
