@@ -16,8 +16,9 @@ one's "before") and the loader is held to the better of the two (the machine is 
 Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
 128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
 read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
-per ranged GET, never the whole file). The default takes ~6-7 minutes on 2 shared cores (349 s with 32 x
-4 MiB, one run at load 5); --full about 3x as long (~18 min at load 8-11). Fewer than 64 x 4 MiB (epochs of
+per ranged GET, never the whole file). The default run took 7 min 3 s as a whole (one run, both stores,
+every loader and dataset, on 2 cores shared at load average 5-9); --full about 3x as long (~18 min at
+load 8-11). Fewer than 64 x 4 MiB (epochs of
 ~0.4 s) pulls every loader's ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64
 (one run each).
 
@@ -31,10 +32,15 @@ Where the time goes (2 shared cores):
 - Both stores here are servers on the same 2 cores: SeaweedFS (Go) takes most of a core per GB/s it
   serves; Azurite is single-threaded JavaScript and is its own ceiling (the plain loop's figure is that
   ceiling: every ratio on Azure is judged against it, not against a network).
-- Client CPU comes out of the servers' share. Measured in one process with getrusage on 96 x 4 MiB from
-  SeaweedFS: the plain loop spends ~0.85-1.0 CPU-s per GB, native ~1.0-1.2 (the copy of each body into
-  its batch slot, ~0.2, and the source's per-sample Python: reader, header check). On 128 KiB objects
-  the SDK's Python per request is most of either side's time.
+- Client CPU comes out of the servers' share. One-sample npz objects are read straight into their
+  batch slot (Storage.get_into, after a first file has shown where x's data starts): on S3 from the
+  socket by http.client's readinto, under botocore's and urllib3's read(), which hand back a new bytes
+  object to be copied once more; on Azure through the downloader's readinto, one copy fewer than
+  readall (the SDK still joins each response's chunks itself). Measured in one process with getrusage,
+  native loader, 64 x 4 MiB, 4 threads, copy (before) and straight reads alternating, 3 rounds, one run:
+  S3 1.13-1.27 CPU-s per GB before, 0.91-0.99 after (the plain loop: ~0.75-1.0); Azure 1.91-2.09
+  before, 1.50-1.75 after (plain ~1.2-1.9). On 128 KiB objects the SDK's Python per request is most
+  of either side's time.
 - tensorflow: batches are read by a pool of read_threads Python threads (the native loader's: the SDK
   releases the GIL while it waits on the socket), read_threads requests in flight, and each batch becomes
   a tf tensor over the same 64-byte aligned memory by DLPack (~60 us, no copy; tensorflow.py). Before
@@ -48,11 +54,24 @@ Where the time goes (2 shared cores):
 - tfrecord: a reader lives while one thread reads consecutive records of a file, so a file read in
   batches by 4 threads is opened once per batch; each open cost a HEAD, a GET of the index and another
   HEAD (7 requests for 4 records). The index is now parsed once per file and process (formats/tfrecord.py).
-- pytorch's workers are read_threads processes, each with its own client, on 2 cores shared with the
-  server: they compete for the cores the other loaders' threads share under one GIL, and each batch
-  is copied into the shared ring; jax is native plus a device_put thread.
+- pytorch's workers are read_threads processes, each with its own client (made in the first epoch,
+  ~0.1-0.3 s each, which the figures exclude), on 2 cores shared with the server. A worker reads a
+  batch straight into its slot of a shared-memory ring and sends back only the slot's number (no
+  batch is pickled), and its samples one after another, as DLIO's workers do (read_threads workers:
+  read_threads requests in flight, as the plain loop's threads). Profiled (cProfile on the CPU clock
+  in each worker, 192 x 128 KiB from SeaweedFS): ~90 % of a worker's CPU is inside boto3's
+  get_object, the rest in dl-driver's source and reader; its CPU outside the batch reads is 2-4 %;
+  the main process spends ~0.04 CPU-s per GB. The same reads in a forked process cost what they cost
+  in the parent (0.9-1.0 CPU-s per GB on S3, 1.4-1.9 on Azure). What remains is 4 runnable Python
+  processes where the other loaders have one (their threads share a GIL), on the 2 cores the servers
+  need (Azurite is one JavaScript thread): pytorch's ratio moves most between runs, 0.45-0.98 on S3
+  4 MiB in one afternoon's runs; jax is native plus a device_put thread.
+
+--baseline DIR also runs every loader from another checkout (e.g. `git archive main | tar -x -C DIR`)
+right after this one's, against the same plain passes: a change's before and after in one run.
 
     .venv/bin/python bench/bench_object_reads.py [--backend s3|azure|all] [--threads 4] [--loaders ...] [--full]
+        [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -169,10 +188,13 @@ def best_plain(get, requests, threads, passes: int) -> float:
 
 # -- dl-driver -------------------------------------------------------------------------------------
 
-def loader_rate(cfg: Path, out: Path) -> float:
+REPO = Path(__file__).resolve().parent.parent
+
+
+def loader_rate(cfg: Path, out: Path, checkout: Path = REPO) -> float:
     """Bytes/s of `dldriver run`'s best epoch after the first (its epochs are the plain loop's passes:
-    the same statistic on both sides, best of several, on a shared machine)."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    the same statistic on both sides, best of several, on a shared machine), run from `checkout`."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
     subprocess.run([sys.executable, "-m", "dldriver.cli", "run", str(cfg), "--output", str(out), "--quiet"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
@@ -187,7 +209,8 @@ def settings_line(threads: int, size: Size) -> str:
             f"of {size.passes} passes before and after each loader; files {size.files}")
 
 
-def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size, work: Path) -> dict:
+def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size, work: Path,
+                  baseline: Path | None = None) -> dict:
     from dldriver.storage import open_storage
 
     scheme = "s3" if backend == "s3" else "az"
@@ -202,18 +225,20 @@ def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size,
     plain_rate(get, requests, threads)  # warm-up: connections, the server's caches
     row = {}
     after = best_plain(get, requests, threads, size.passes)  # one loader's "after" is the next one's "before"
+    checkouts = [("", REPO)] + ([(" (baseline)", baseline)] if baseline else [])
     for loader in loaders:
         if loader == "pytorch" and DATASETS[dataset][0] == "tfrecord":
             continue  # as in DLIO, the pytorch loader does not read tfrecord
         cfg = work / f"{backend}-{dataset}-{loader}.yaml"
         cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, loader, threads, size)))
-        before = after
-        rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}")
-        after = best_plain(get, requests, threads, size.passes)
-        plain = max(before, after)
-        row[loader] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
-        print(f"{backend} {dataset}: {loader} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
-              f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
+        for label, checkout in checkouts:
+            before = after
+            rate = loader_rate(cfg, work / f"out-{backend}-{dataset}-{loader}{len(label)}", checkout)
+            after = best_plain(get, requests, threads, size.passes)
+            plain = max(before, after)
+            row[loader + label] = {"bytes_per_s": rate, "plain_bytes_per_s": plain, "ratio": rate / plain}
+            print(f"{backend} {dataset}: {loader}{label} {rate / 1e6:.0f} MB/s, plain {plain / 1e6:.0f} MB/s, "
+                  f"ratio {rate / plain:.2f}{'' if rate / plain >= TARGET else '  (below target)'}", flush=True)
     return row
 
 
@@ -225,6 +250,9 @@ def main() -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--full", action="store_true",
                         help="the larger datasets, 5 epochs and 3 plain passes (about 3x as long as the default)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of dl-driver (e.g. `git archive main | tar -x -C DIR`): each loader "
+                             "is also run from it, right after this one, against the same plain passes")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     size = SIZES["full" if args.full else "quick"]
@@ -237,7 +265,7 @@ def main() -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reads-")))
         for backend in backends:
             for dataset in args.datasets.split(","):
-                row = bench_dataset(backend, dataset, loaders, args.threads, size, work)
+                row = bench_dataset(backend, dataset, loaders, args.threads, size, work, args.baseline)
                 results[f"{backend}/{dataset}"] = row
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -29,8 +29,9 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="a DLIO workload YAML file (plain, or wrapped in a top-level `workload:` node)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDE_HELP)
     p.add_argument("--dlio-defaults", default="head", metavar="GENERATION",
-                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default) or "
-                        "1.0 (DLIO 1.0/1.1's, for files written for it, such as MLPerf Storage v0.5's)")
+                   help="whose defaults fill the keys the file leaves out: head (DLIO HEAD's, the default), "
+                        "2.0.0 (DLIO 2.0.0's, with its checkpoint files and sizes) or 1.0 (DLIO 1.0/1.1's, for "
+                        "files written for it, such as MLPerf Storage v0.5's)")
 
 
 def minimum_ranks(workload) -> int:
@@ -41,7 +42,7 @@ def minimum_ranks(workload) -> int:
 def _cmd_validate(args) -> int:
     from dldriver.config import load_workload, derive_plan
     from dldriver.config.profiles import apply_profile
-    from dldriver.config.report import render_validation
+    from dldriver.config.validate_output import render_validation
 
     if args.ranks is not None and args.ranks < 1:
         raise ConfigError(f"--ranks must be >= 1 (got {args.ranks})")  # as `run --ranks` says
@@ -77,7 +78,7 @@ def _cmd_generate(args) -> int:
 
 def _cmd_verify(args) -> int:
     from dldriver.config import load_workload
-    from dldriver.generate import verify_dataset
+    from dldriver.dataset.verify import verify_dataset
 
     workload = load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults)
     problems = verify_dataset(workload, checksums=not args.quick)
@@ -158,9 +159,9 @@ def _cmd_manifest(args) -> int:
     import json
 
     from dldriver.config import load_workload
-    from dldriver.generate import dataset_manifest
+    from dldriver.dataset.verify import dataset_manifest
 
-    manifest = dataset_manifest(load_workload(args.config, args.overrides))
+    manifest = dataset_manifest(load_workload(args.config, args.overrides, dlio_defaults=args.dlio_defaults))
     print(json.dumps(manifest, indent=1))
     return 0
 
@@ -170,7 +171,8 @@ def _cmd_datasize(args) -> int:
 
     return datasize_command(args.config, args.overrides, hosts=args.hosts,
                             accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                            edition=args.edition, ranks=args.ranks, as_json=args.json)
+                            edition=args.edition, ranks=args.ranks, as_json=args.json,
+                            dlio_defaults=args.dlio_defaults, scale=args.scale)
 
 
 def _cmd_mlperf_check(args) -> int:
@@ -178,14 +180,15 @@ def _cmd_mlperf_check(args) -> int:
 
     return check_command(args.config, args.overrides, runs=args.runs, hosts=args.hosts,
                          accelerators_per_host=args.accelerators_per_host, host_memory_gib=args.host_memory_gib,
-                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json)
+                         edition=args.edition, drop_caches=args.drop_caches, as_json=args.json,
+                         dlio_defaults=args.dlio_defaults)
 
 
 def _cmd_mlperf_search_round(args) -> int:
     from dldriver.mlperf.command import search_round_command
 
     return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out,
-                                workload=args.workload)
+                                workload=args.workload, datasize=args.datasize)
 
 
 def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mlperf_options(p)
     p.add_argument("--ranks", type=int, default=None,
                    help="checkpointing: world size (default: the process count CLOSED requires)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="training: generate this fraction (0 < F <= 1) of the rules' file count, for a test or "
+                        "a demo; below 1 the dataset is too small for the rules (default 1)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_cmd_datasize)
 
@@ -302,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edition", default="v2.0", help="rules edition (AU floors, warm-up runs)")
     p.add_argument("--out", required=True, help="the round's JSON file")
     p.add_argument("--workload", default=None, help="the matrix's name for the workload (default: model.name)")
+    p.add_argument("--datasize", default=None, metavar="FILE",
+                   help="the `dldriver datasize --json` output the dataset was made from: recorded in the round, "
+                        "and the sentence says when the dataset is below the rules' size")
     p.set_defaults(func=_cmd_mlperf_search_round)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from dldriver.errors import DlDriverError
+from dldriver.uri import local_path
 
 RUN_MARKER = ".dldriver-run"
 REPORT_MARKER = ".dldriver-report"
@@ -26,8 +27,11 @@ REPORT_NAMES = re.compile(r"^(runs\.csv|runs\.parquet|cells\.csv|cells\.md|repor
 # Top-level names a dataset folder holds (DLIO's split folders, our manifest and index folders, and
 # the storage's temporary names of writes in progress).
 DATASET_NAMES = re.compile(r"^(train|valid|index|manifest\.json)$|\.dldriver-tmp-")
-# Top-level names of a checkpoint folder: DLIO's global_epoch{E}_step{S} folders.
-CHECKPOINT_NAMES = re.compile(r"^global_epoch[0-9]+_step[0-9]+$|\.dldriver-tmp-")
+# Top-level names of a checkpoint folder: DLIO's global_epoch{E}_step{S} folders, and DLIO 2.0.0's files
+# (model-, optimizer-, layer-{l}-{E}-{S}-{rank} with the mechanism's endings, TensorFlow's `checkpoint`).
+CHECKPOINT_NAMES = re.compile(r"^global_epoch[0-9]+_step[0-9]+$|\.dldriver-tmp-|^checkpoint$"
+                              r"|^(model|optimizer|layer-[0-9]+)-[0-9]+-[0-9]+-[0-9]+\.(pt|pb-1\.index"
+                              r"|pb-1\.data-00000-of-00001)$")
 
 
 class OutputFolderError(DlDriverError):
@@ -82,18 +86,13 @@ def _foreign_names(folder: Path, allowed: re.Pattern) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not allowed.search(p.name))
 
 
-def _local_path(uri: str):
-    scheme, _, rest = uri.partition("://")
-    return rest if scheme in ("file", "direct") else None
-
-
 def check_local_folder(uri: str, allowed: re.Pattern, key: str, what: str) -> None:
     """A local dataset or checkpoint folder (file:// or direct:// `uri`) may hold only its own names
     (`allowed`) at the top; object stores are not checked (their writes touch only the named keys)."""
-    local_path = _local_path(uri)
-    if local_path is None:
+    path = local_path(uri)
+    if path is None:
         return
-    folder = Path(local_path)
+    folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f"{key}: {folder} is an existing file, not a {what} folder")
     if not folder.is_dir():

@@ -5,6 +5,7 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
+from dldriver.config.generations import GENERATIONS
 from dldriver.dataset.manifest import GENERATOR_VERSION
 
 SOURCE = Path(__file__).resolve().parents[1]
@@ -23,5 +24,7 @@ def git_commit() -> str | None:
 
 
 def version_info() -> dict:
-    """`dldriver version --json`: what the workflow keys its datasets and results on."""
-    return {"version": version("dldriver"), "generator_version": GENERATOR_VERSION, "git_commit": git_commit()}
+    """`dldriver version --json`: what the workflow keys its datasets and results on, and the DLIO
+    generations `--dlio-defaults` knows (which the workflow checks its `dlio_defaults:` keys against)."""
+    return {"version": version("dldriver"), "generator_version": GENERATOR_VERSION, "git_commit": git_commit(),
+            "dlio_defaults": list(GENERATIONS)}

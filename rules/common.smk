@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 
-def _check_references(cfg):
-    """Names a workload refers to must exist: the schema cannot express cross-references."""
+def _check_references(cfg, generations):
+    """Names a workload refers to must exist: the schema cannot express cross-references. A workload's
+    `dlio_defaults` must be a generation this dldriver knows (`generations`, from `dldriver version`)."""
     problems = []
     for name, wl in cfg["workloads"].items():
+        if "dlio_defaults" in wl and wl["dlio_defaults"] not in generations:
+            problems.append(f"workloads.{name}.dlio_defaults: unknown DLIO defaults {wl['dlio_defaults']!r} "
+                            f"(known: {', '.join(generations)})")
         for key, known in (("loaders", cfg["loaders"]), ("backends", cfg["backends"])):
             for ref in wl.get(key, []):
                 if ref not in known:
@@ -27,16 +31,18 @@ def _check_references(cfg):
         raise ValueError("config:\n  {}".format("\n  ".join(problems)))
 
 
-_check_references(config)
-
 # Jobs call `dldriver` and `python` by name: put the interpreter that runs Snakemake (the project's
 # .venv when started as .venv/bin/snakemake) first on PATH. Slurm jobs inherit it (sbatch --export=ALL).
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # The version of the bytes `dldriver generate` writes: a new one regenerates every dataset (a param of
-# the generate rule). Asked of the command line, as every rule asks it, never imported.
-GENERATOR_VERSION = json.loads(subprocess.run(["dldriver", "version", "--json"], check=True,
-                                              capture_output=True, text=True).stdout)["generator_version"]
+# the generate rule), and the DLIO generations `--dlio-defaults` takes. Asked of the command line, as
+# every rule asks it, never imported.
+DLDRIVER_VERSION = json.loads(subprocess.run(["dldriver", "version", "--json"], check=True,
+                                             capture_output=True, text=True).stdout)
+GENERATOR_VERSION = DLDRIVER_VERSION["generator_version"]
+
+_check_references(config, DLDRIVER_VERSION["dlio_defaults"])
 
 MATRIX = config["matrix"]
 # Outputs are relative paths (Snakemake's habit); URIs need the absolute folder.
@@ -114,27 +120,41 @@ def _quoted(items):
     return " ".join(shlex.quote(str(i)) for i in items)
 
 
+def generation_args(name):
+    """`--dlio-defaults GENERATION` when the workload names one (its `dlio_defaults:` key), else nothing.
+    It goes after the overrides: argparse takes no override after an option."""
+    wl = config["workloads"][name]
+    return ["--dlio-defaults", wl["dlio_defaults"]] if "dlio_defaults" in wl else []
+
+
+def _workload_line(name, extra=()):
+    """A workload's settings for every dldriver call of its cells: its overrides, `extra` overrides, then
+    its DLIO generation; quoted for the shell."""
+    return _quoted(config["workloads"][name].get("overrides", []) + list(extra) + generation_args(name))
+
+
 def workload_args(wildcards):
-    """The workload's own overrides, quoted for the shell."""
-    return _quoted(config["workloads"][wildcards.workload].get("overrides", []))
+    """The workload's own overrides (and DLIO generation), quoted for the shell."""
+    return _workload_line(wildcards.workload)
+
+
+def _data_folder(wildcards):
+    return f"dataset.data_folder={backend_uri(wildcards.workload, wildcards.backend)}"
 
 
 def data_args(wildcards):
     """Overrides for a training cell: the workload's, then the backend's data folder."""
-    wl = config["workloads"][wildcards.workload]
-    uri = backend_uri(wildcards.workload, wildcards.backend)
-    return _quoted(wl.get("overrides", []) + [f"dataset.data_folder={uri}"])
+    return _workload_line(wildcards.workload, [_data_folder(wildcards)])
 
 
 def run_args(wildcards):
     """Overrides for a training cell: data_args plus the loader's selection."""
-    return f"{data_args(wildcards)} {_quoted(config['loaders'][wildcards.loader])}"
+    return _workload_line(wildcards.workload, [_data_folder(wildcards), *config["loaders"][wildcards.loader]])
 
 
 def checkpoint_args(wildcards):
-    wl = config["workloads"][wildcards.workload]
     uri = backend_uri(wildcards.workload, wildcards.backend)
-    return _quoted(wl.get("overrides", []) + [f"checkpoint.checkpoint_folder={uri}"])
+    return _workload_line(wildcards.workload, [f"checkpoint.checkpoint_folder={uri}"])
 
 
 def checkpoint_scale(wildcards):

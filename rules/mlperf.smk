@@ -4,8 +4,9 @@
 #   <matrix>/search_<name>/<loader>/<backend>/r<count>/rep<k>/summary.json
 # (so a killed search resumes with the cells it lacks, Slurm runs each as a job, and the report lists
 # them); round<r>.json says what round r decided (`dldriver mlperf search-round`), search.json the end.
-# The dataset is generated once, with the search's overrides (size it for the largest count: every
-# count reads the same files).
+# The dataset is sized once by `dldriver datasize` (datasize.json: MLPerf's rules for the largest count of
+# the sweep, the search's host memory, times its dataset_scale), generated once with those overrides, and
+# every count's runs read it with the same overrides.
 
 
 include: "mlperf_common.smk"
@@ -19,12 +20,18 @@ wildcard_constraints:
 
 
 rule mlperf_generate:
+    # One job sizes (datasize.json) and generates: under Slurm each job costs two Snakemake start-ups and
+    # the plugin's status polling, and the sizing's default memory is then that of the node that runs it.
     input:
         workload=search_workload_file,
     output:
-        f"{OUT}/search_{{search}}/dataset.json",
+        sizing=f"{OUT}/search_{{search}}/datasize.json",
+        dataset=f"{OUT}/search_{{search}}/dataset.json",
     params:
         overrides=search_data_args,
+        options=search_datasize_options,
+        sized=sized_overrides,
+        generation=search_generation_args,
         env=search_env,
         generator_version=GENERATOR_VERSION,
     log:
@@ -37,20 +44,24 @@ rule mlperf_generate:
         runtime=15,
     shell:
         "({params.env}; "
-        " dldriver generate {input.workload} {params.overrides} --processes {threads} --quiet"
-        " && dldriver manifest {input.workload} {params.overrides} > {output}"
+        " dldriver datasize {input.workload} {params.overrides} {params.options} --json > {output.sizing}"
+        " && {params.sized}"
+        " && dldriver generate {input.workload} \"${{sized[@]}}\" {params.generation} --processes {threads} --quiet"
+        " && dldriver manifest {input.workload} \"${{sized[@]}}\" {params.generation} > {output.dataset}"
         ") > {log} 2>&1"
 
 
 rule mlperf_run:
     input:
         workload=search_workload_file,
+        sizing=f"{OUT}/search_{{search}}/datasize.json",
         dataset=f"{OUT}/search_{{search}}/dataset.json",
     output:
         f"{OUT}/search_{{search}}/{{loader}}/{{backend}}/r{{accels}}/rep{{srep}}/summary.json",
     params:
         script=f"{SCRIPTS}/run-cell.sh",
-        overrides=search_run_args,
+        sized=sized_overrides,
+        loader=search_loader_args,
         env=search_env,
         folder=subpath(output[0], parent=True),
     log:
@@ -65,13 +76,14 @@ rule mlperf_run:
         mpi=lambda wc: "srun" if int(wc.accels) > 1 else None,
         bench=1,
     shell:
-        "({params.env}; bash {params.script} {wildcards.accels} {params.folder} run"
-        " {input.workload} {params.overrides}) > {log} 2>&1"
+        "({params.env}; {params.sized}; bash {params.script} {wildcards.accels} {params.folder} run"
+        " {input.workload} \"${{sized[@]}}\" {params.loader}) > {log} 2>&1"
 
 
 checkpoint mlperf_round:
     input:
         cells=round_cells,
+        sizing=f"{OUT}/search_{{search}}/datasize.json",
     output:
         f"{OUT}/search_{{search}}/round{{round}}.json",
     params:
@@ -90,7 +102,7 @@ checkpoint mlperf_round:
     localrule: True
     shell:
         "dldriver mlperf search-round {input.cells} --sweep {params.sweep} --runs {params.runs}"
-        " --edition {params.edition} --workload {params.workload} --out {output} > {log} 2>&1"
+        " --edition {params.edition} --workload {params.workload} --datasize {input.sizing} --out {output} > {log} 2>&1"
 
 
 rule mlperf_search:

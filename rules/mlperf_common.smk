@@ -22,15 +22,44 @@ def search_workload_file(wildcards):
     return config["workloads"][_search(wildcards)["workload"]]["file"]
 
 
-def search_data_args(wildcards):
+def _search_overrides(wildcards):
     s = _search(wildcards)
     uri = backend_uri(f"search_{wildcards.search}", s["backend"])
-    return _quoted(config["workloads"][s["workload"]].get("overrides", []) + s.get("overrides", [])
-                   + [f"dataset.data_folder={uri}"])
+    return s.get("overrides", []) + [f"dataset.data_folder={uri}"]
 
 
-def search_run_args(wildcards):
-    return f"{search_data_args(wildcards)} {_quoted(config['loaders'][_search(wildcards)['loader']])}"
+def search_data_args(wildcards):
+    """The workload's overrides, the search's, its data folder, then the workload's DLIO generation."""
+    return _workload_line(_search(wildcards)["workload"], _search_overrides(wildcards))
+
+
+def search_loader_args(wildcards):
+    """After datasize.json's overrides in a cell: the loader's overrides, then the workload's DLIO generation."""
+    s = _search(wildcards)
+    return _quoted(config["loaders"][s["loader"]] + generation_args(s["workload"]))
+
+
+def search_generation_args(wildcards):
+    """The workload's DLIO generation (`--dlio-defaults`), which datasize.json's overrides do not carry."""
+    return _quoted(generation_args(_search(wildcards)["workload"]))
+
+
+def search_datasize_options(wildcards):
+    """`dldriver datasize` options: the sweep's largest count (refinements lie below it), the clients' memory
+    (default: the host the job runs on), the edition and the search's dataset_scale."""
+    s = _search(wildcards)
+    memory = s.get("host_memory_gib")
+    return " ".join([f"--accelerators-per-host {max(s['sweep'])}", f"--edition {s.get('edition', 'v2.0')}",
+                     f"--scale {s.get('dataset_scale', 1)}"] + ([f"--host-memory-gib {memory}"] if memory else []))
+
+
+def sized_overrides(wildcards):
+    """Shell lines that put datasize.json's overrides (the search's, with datasize's num_files_train), one
+    argument each, into the array `sized`; an empty list (an unreadable file) stops the job by name."""
+    path = f"{SEARCH_OUT[wildcards.search]}/datasize.json"
+    read = "import json, sys; print(*json.load(open(sys.argv[1]))['overrides'], sep=chr(10))"
+    return (f"{{ mapfile -t sized < <(python -c {shlex.quote(read)} {shlex.quote(path)}); "
+            f"[ \"${{#sized[@]}}\" -gt 0 ] || {{ echo '{path}: no overrides in it' >&2; exit 1; }}; }}")
 
 
 def search_env(wildcards):
@@ -83,6 +112,11 @@ def _check_searches(cfg):
         for key, known in (("workload", cfg["workloads"]), ("loader", cfg["loaders"]), ("backend", cfg["backends"])):
             if s[key] not in known:
                 problems.append(f"searches.{name}.{key}: unknown {key} {s[key]!r} (known: {', '.join(known)})")
+        sizing = [o for o in s.get("overrides", []) if o.lstrip("+").removeprefix("workload.").startswith(
+            ("dataset.num_files_train=", "dataset.num_subfolders_train="))]
+        if sizing:
+            problems.append(f"searches.{name}.overrides: {sizing[0]!r}: the search sizes its dataset with "
+                            "`dldriver datasize`; shrink it with dataset_scale (and host_memory_gib)")
         wl = cfg["workloads"].get(s["workload"], {})
         if wl.get("mode", "train") != "train":
             problems.append(f"searches.{name}.workload: {s['workload']!r} is a checkpoint workload; "

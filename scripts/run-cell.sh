@@ -4,6 +4,8 @@
 # Inside a Slurm job (submitted with N tasks by the profile) the N ranks are started with srun and the
 # engine joins them with MPI (mpi4py over the venv's MPICH), which needs Slurm's PMI-2
 # (DLDRIVER_SRUN_MPI to choose another, e.g. pmix). Elsewhere the engine starts its own N processes.
+# --overcommit: N may exceed the job's CPUs (profiles/slurm submits with --overcommit, and the plugin strips
+# SLURM_OVERCOMMIT from the job's environment, so srun must be told again).
 # The Slurm plugin strips SLURM_NTASKS & co. from the job's environment (only SLURM_JOB_ID stays), so
 # the job's facts for slurm.json come from the controller itself.
 set -euo pipefail
@@ -11,7 +13,7 @@ ranks=$1 folder=$2 command=$3
 shift 3
 
 if [ "$ranks" -gt 1 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-  srun --ntasks="$ranks" --mpi="${DLDRIVER_SRUN_MPI:-pmi2}" --kill-on-bad-exit=1 \
+  srun --ntasks="$ranks" --overcommit --mpi="${DLDRIVER_SRUN_MPI:-pmi2}" --kill-on-bad-exit=1 \
     dldriver "$command" "$@" --output "$folder" --quiet
 else
   dldriver "$command" "$@" --ranks "$ranks" --output "$folder" --quiet

@@ -31,9 +31,17 @@ def _start(start, state_dir, port):
         pytest.fail(f"local server did not start: {err}", pytrace=False)
 
 
-def _serve(start, stop, state_dir, port):
-    """Start a server, set its variables in os.environ for the session, yield them, stop it after."""
-    env = _start(start, state_dir, port)
+def _serve(start, stop, state_dir, span):
+    """Start a server on a free block of `span` ports, set its variables in os.environ for the session,
+    yield them, stop it after. A block taken by another program between the check and the bind (another
+    test session on this machine) is not this code's fault: a fresh block is tried, three at most."""
+    for attempt in range(3):
+        try:
+            env = start(state_dir, port=free_port_block(span), attached=True)
+            break
+        except ServiceError as err:
+            if attempt == 2:
+                pytest.fail(f"local server did not start: {err}", pytrace=False)
     try:
         with pytest.MonkeyPatch.context() as mp:
             for key, value in env.items():
@@ -51,13 +59,13 @@ def services_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_env(services_dir):
     """The S3 variables (AWS_ENDPOINT_URL, keys, region) of the session's SeaweedFS, set in os.environ."""
-    yield from _serve(services.start_s3, services.stop_s3, services_dir, free_port_block(S3_PORT_SPAN))
+    yield from _serve(services.start_s3, services.stop_s3, services_dir, S3_PORT_SPAN)
 
 
 @pytest.fixture(scope="session")
 def azure_env(services_dir):
     """AZURE_STORAGE_CONNECTION_STRING of the session's Azurite, set in os.environ."""
-    yield from _serve(services.start_azure, services.stop_azure, services_dir, free_port_block(1))
+    yield from _serve(services.start_azure, services.stop_azure, services_dir, 1)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from dldriver.checkpoint import checkpoint_layout
 from dldriver.config.model import Checkpoint, Parallelism, Transformer, Workload
 from dldriver.engine.checkpointing import should_checkpoint_after_epoch, should_checkpoint_after_step
-from dldriver.engine.report import combine_ops
+from dldriver.engine.results import combine_ops
 from dldriver.engine.run import run_workload
 from dldriver.metrics.summary import checkpoint_metric
 from dldriver.errors import ConfigError

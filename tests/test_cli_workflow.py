@@ -11,7 +11,8 @@ from test_run_helpers import make_dataset, workload_doc, write_config
 def test_version_json(capsys):
     assert main(["version", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert set(info) == {"version", "generator_version", "git_commit"}
+    assert set(info) == {"version", "generator_version", "git_commit", "dlio_defaults"}
+    assert info["dlio_defaults"] == ["head", "2.0.0", "1.0"]
     assert info["generator_version"] == GENERATOR_VERSION
     assert info["git_commit"] is None or len(info["git_commit"]) == 40
 

@@ -88,7 +88,7 @@ def test_zero_ranks_is_refused_alike(tmp_path, capsys, command):
     assert capsys.readouterr().err == "error: --ranks must be >= 1 (got 0)\n"
 
 
-@pytest.mark.parametrize("generation,prefetch", [("head", 2), ("1.0", 0)])
+@pytest.mark.parametrize("generation,prefetch", [("head", 2), ("2.0.0", 2), ("1.0", 0)])
 def test_dlio_generation_defaults(capsys, generation, prefetch):
     # MLPerf Storage v0.5's unet3d.yaml ran on DLIO 1.0, whose reader.prefetch_size default was 0.
     path = Path(__file__).parent / "data" / "upstream" / "mlperf-v0.5" / "unet3d.yaml"
@@ -100,4 +100,4 @@ def test_dlio_generation_defaults(capsys, generation, prefetch):
 
 def test_unknown_generation_is_one_line(capsys, tmp_path):
     assert main(["validate", "--dlio-defaults", "0.9", str(write(tmp_path, "dataset: {format: npz}\n"))]) == 2
-    assert capsys.readouterr().err == "error: unknown DLIO defaults '0.9'; known: head, 1.0\n"
+    assert capsys.readouterr().err == "error: unknown DLIO defaults '0.9'; known: head, 2.0.0, 1.0\n"

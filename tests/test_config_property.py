@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dldriver.config import derive_plan, load_workload, resolved_dict
-from dldriver.config.report import render_validation
+from dldriver.config.validate_output import render_validation
 from dldriver.config.schema import known_paths
 from dldriver.errors import ConfigError
 

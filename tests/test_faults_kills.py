@@ -10,7 +10,8 @@ import time
 
 import psutil
 
-from dldriver import cli, generate
+from dldriver import cli
+from dldriver.dataset.manifest import load_manifest
 from dldriver.storage import open_storage
 from dldriver.storage.file import TMP_MARK
 from test_formats_support import BASE
@@ -48,7 +49,7 @@ def test_sigkill_of_generate_parent_stops_its_workers_and_a_rerun_completes(tmp_
 
     # What is left: complete files (recorded or not, each rewritten with the same bytes) and temporaries.
     assert subprocess.run(command, timeout=300).returncode == 0
-    manifest = generate.load_manifest(open_storage(str(tmp_path / "data")))
+    manifest = load_manifest(open_storage(str(tmp_path / "data")))
     assert manifest["complete"] and len(manifest["files"]) == 3000
     assert not [n for n in _data_files(train) if TMP_MARK in n]
     assert cli.main(["verify", str(config), *overrides, "--quick"]) == 0

@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from dldriver import cli, generate
+from dldriver import cli
+from dldriver.dataset.manifest import load_manifest
+from dldriver.generate import command as generate
 from dldriver.storage import open_storage
 from dldriver.storage.s3 import S3Storage
 from test_formats_support import BASE
@@ -85,7 +87,7 @@ def test_server_stopped_mid_generation_then_rerun_completes(tmp_path, private_s3
                     lines[0]), lines[0]
 
     private_s3.start()
-    manifest = generate.load_manifest(storage)
+    manifest = load_manifest(storage)
     assert manifest is not None and not manifest["complete"] and manifest["files"]
     stored = set(storage.list("train/"))
     assert {e["key"] for e in manifest["files"]} <= stored  # it claims no file that is not there
@@ -125,7 +127,7 @@ def test_sigterm_saves_what_finished_stops_the_workers_and_a_rerun_completes(tmp
     assert len(workers) == 2
     psutil.wait_procs(workers, timeout=10)
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
-    manifest = generate.load_manifest(open_storage(str(tmp_path / "data")))
+    manifest = load_manifest(open_storage(str(tmp_path / "data")))
     assert not manifest["complete"] and 0 < len(manifest["files"]) < 3000
     assert subprocess.run(command, timeout=300).returncode == 0
     assert cli.main(["verify", config, *overrides]) == 0

@@ -6,8 +6,9 @@ import pytest
 from dldriver.config.uri import dataset_uri
 from dldriver.dataset.layout import dataset_files
 from dldriver.dataset.manifest import load_manifest
+from dldriver.dataset.verify import verify_dataset
 from dldriver.formats import get_format
-from dldriver.generate import generate_dataset, verify_dataset
+from dldriver.generate import generate_dataset
 from dldriver.storage import open_storage
 from test_formats_support import workload
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dldriver"
 # Lowest first; a module may import rooms of its own layer or lower ones, never a higher one (rooms of
 # one layer importing each other in a circle is caught by the cycle test).
 LAYERS = [
-    {"errors", "heap", "lifetime", "units", "extras", "redact", "outputs"},
+    {"errors", "heap", "lifetime", "units", "extras", "redact", "root_names", "uri", "outputs"},
     {"config"},
     {"storage", "formats", "metrics", "services"},
     {"dataset"},

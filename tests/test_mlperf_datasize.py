@@ -7,7 +7,7 @@ from dldriver.units import GiB
 from dldriver.cli import main
 from dldriver.config import load_workload
 from dldriver.errors import DlDriverError
-from dldriver.mlperf.datasize import (RULE_MEMORY, RULE_STEPS, allowed_processes, checkpoint_size,
+from dldriver.mlperf.datasize import (RULE_MEMORY, RULE_STEPS, allowed_processes, checkpoint_size, scaled_files,
                                       workload_training_size)
 from dldriver.mlperf.rules import V2_0, V3_0
 
@@ -74,6 +74,30 @@ def test_datasize_cli_json_and_bad_flag(capsys):
     assert data["num_files_train"] == 56000 and data["rule"] == RULE_STEPS
     assert main(["datasize", W + "unet3d_a100.yaml", "--hosts", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: --hosts: must be positive, got 0"
+
+
+@pytest.mark.parametrize("files, scale, scaled", [(4000, 0.008, 32), (100, 0.29, 29), (56000, 1, 56000),
+                                                 (3, 0.01, 1)])
+def test_scaled_files_floor_after_rounding_and_at_least_one(files, scale, scaled):
+    assert scaled_files(files, scale) == scaled
+
+
+def test_datasize_cli_scale_generates_a_fraction_and_says_so(capsys):
+    # unet3d at 4 MiB, batch 1, 8 accelerators, 1 GiB: 500 x 8 x 1 = 4000 files (memory rule: 5 x 256 = 1280).
+    args = ["datasize", W + "unet3d_a100.yaml", "dataset.record_length_bytes=4194304", "reader.batch_size=1",
+            "dataset.num_files_train=7", "--accelerators-per-host", "8", "--host-memory-gib", "1"]
+    assert main(args + ["--scale", "0.008", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["num_files_train"], data["scale"], data["num_files_generate"]) == (4000, 0.008, 32)
+    assert data["overrides"][-1] == "dataset.num_files_train=32" and "dataset.num_files_train=7" not in data["overrides"]
+    assert data["disk_bytes"] == 32 * 4194304
+    assert main(args + ["--scale", "0.008"]) == 0
+    assert "scaled by 0.008: 32 files, below the rules' 4000" in capsys.readouterr().out
+    assert main(args + ["--scale", "1.5"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --scale: must be above 0 and at most 1, got 1.5"
+    assert main(["datasize", W + "llama3_8b.yaml", "--scale", "0.5"]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: --scale: {W}llama3_8b.yaml is a checkpoint-only workload; "
+                                               "--scale shrinks training datasets")
 
 
 def test_host_memory_defaults_to_this_host(capsys):

@@ -20,19 +20,33 @@ from dldriver.mlperf.search import count_result, next_counts
 from test_workflow import job_counts, snakemake, tiny_config
 
 SWEEP = [1, 8]
+# The search's dataset comes from `dldriver datasize`: at 4 MiB, batch 1 and 8 accelerators (the sweep's
+# largest) on a 1 GiB host the rules ask for 4000 files (500 steps x 8 x 1); dataset_scale 0.008 makes it 32.
+SEARCH = {"workload": "unet3d", "loader": "native", "backend": "file", "sweep": SWEEP, "runs": 1,
+          "host_memory_gib": 1, "dataset_scale": 0.008,
+          "overrides": ["dataset.record_length_bytes=4194304", "dataset.record_length_bytes_resize=4194304",
+                        "reader.batch_size=1", "train.computation_time=0.01"]}
 
 
-def search_config(tmp_path):
+def search_config(tmp_path, **changes):
     config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=1)
     cfg = yaml.safe_load(config.read_text())
     cfg["workloads"] = {"unet3d": cfg["workloads"]["unet3d"]}
-    cfg["searches"] = {"tiny": {
-        "workload": "unet3d", "loader": "native", "backend": "file", "sweep": SWEEP, "runs": 1,
-        "overrides": ["dataset.num_files_train=32", "dataset.record_length_bytes=4194304",
-                      "dataset.record_length_bytes_resize=4194304", "reader.batch_size=1",
-                      "train.computation_time=0.01"]}}
+    cfg["searches"] = {"tiny": SEARCH | changes}
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return config, out / "search_tiny"
+
+
+def datasize_says(config: Path, data_folder: str, capsys) -> dict:
+    """`dldriver datasize --json` for the search's workload, overrides, largest count, memory and scale."""
+    cfg = yaml.safe_load(config.read_text())
+    wl, s = cfg["workloads"]["unet3d"], cfg["searches"]["tiny"]
+    capsys.readouterr()
+    assert main(["datasize", wl["file"], *wl["overrides"], *s["overrides"], f"dataset.data_folder={data_folder}",
+                 "--accelerators-per-host",
+                 str(max(s["sweep"])), "--host-memory-gib", str(s["host_memory_gib"]),
+                 "--scale", str(s["dataset_scale"]), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
 
 
 def test_a_search_naming_an_unknown_loader_is_rejected(tmp_path):
@@ -45,16 +59,38 @@ def test_a_search_naming_an_unknown_loader_is_rejected(tmp_path):
     assert "searches.tiny.loader: unknown loader 'pytroch' (known: native)" in r.stdout + r.stderr
 
 
-def test_search_end_to_end_and_resume(tmp_path):
+def test_a_search_that_sets_the_file_count_itself_is_rejected(tmp_path):
+    config, _ = search_config(tmp_path, overrides=SEARCH["overrides"] + ["dataset.num_files_train=32"])
+    r = snakemake("-n", "--configfile", str(config))
+    assert r.returncode != 0
+    assert ("searches.tiny.overrides: 'dataset.num_files_train=32': the search sizes its dataset with "
+            "`dldriver datasize`; shrink it with dataset_scale (and host_memory_gib)") in r.stdout + r.stderr
+
+
+def test_search_end_to_end_and_resume(tmp_path, capsys):
     config, search = search_config(tmp_path)
     target = str(search / "search.json")
     r = snakemake(target, "--cores", "2", "--configfile", str(config), timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert job_counts(r.stdout + r.stderr)["mlperf_generate"] == 1           # one dataset for every count
 
+    # The dataset is the one datasize gives for this configuration: its figures, its files, every cell's config.
+    data_folder = tmp_path / "results/tiny/data/search_tiny"
+    sized = datasize_says(config, f"file://{data_folder}", capsys)
+    assert (sized["num_files_train"], sized["rule"], sized["num_files_generate"]) == (4000, "500 steps", 32)
+    assert json.loads((search / "datasize.json").read_text()) == sized
+    assert len(list((data_folder / "train").rglob("*.npz"))) == 32
+    manifest = json.loads((search / "dataset.json").read_text())
+    assert manifest["num_files_train"] == len(manifest["files"]) == 32
+    cells = sorted(search.glob("native/file/r*/rep1"))
+    for cell in cells:
+        ran = json.loads((cell / "provenance.json").read_text())["workload"]["config"]["dataset"]
+        assert ran["num_files_train"] == 32 and ran["data_folder"] == f"file://{data_folder}"
+
     result = json.loads((search / "search.json").read_text())
     rounds = sorted(search.glob("round*.json"), key=lambda p: int(p.stem[len("round"):]))
     cells = sorted(search.glob("native/file/r*/rep1/summary.json"))
+    assert len(cells) == len(list(search.glob("native/file/r*/rep1/provenance.json")))
     au = {int(p.parent.parent.name[1:]): json.loads(p.read_text())["metric"]["train_au_mean_percentage"]
           for p in cells}
     # Replaying the arithmetic on the measured AU gives exactly the counts the workflow ran, round by round.
@@ -68,6 +104,8 @@ def test_search_end_to_end_and_resume(tmp_path):
     assert au[1] >= 90 and fail is not None and au[fail] < 90, au
     assert best >= 1 and fail - best == 1 and best in au and fail in au
     assert result["sentence"].startswith(f"unet3d on file://{tmp_path}/results/tiny/data/search_tiny: {best} ")
+    assert result["sentence"].endswith("; dataset 32 of the 4000 files the MLPerf rules ask for (0.8 %)")
+    assert (result["dataset"]["scale"], result["dataset"]["num_files_generate"]) == (0.008, 32)
     assert len(replay) >= 2, "8 ranks on 2 cores must fail, so the search refines between 1 and 8"
 
     # A search killed while its last refinement cell ran has neither that cell nor the round that reads it

@@ -92,6 +92,16 @@ def test_busy_port_is_named(tmp_path):
             services.start_azure(tmp_path, port=port)
 
 
+def test_free_port_blocks_lie_below_the_ephemeral_range():
+    """A block found free there stays free until its server binds it, or binds it again after a restart:
+    no outgoing connection takes one of its ports meanwhile."""
+    start = process.ephemeral_ports_start()
+    assert start == int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for _ in range(20):
+        base = process.free_port_block(S3_PORT_SPAN)
+        assert 20000 <= base and base + S3_PORT_SPAN <= start
+
+
 def test_env_without_a_running_server_uses_the_configured_ports(tmp_path, monkeypatch):
     monkeypatch.setenv("DLDRIVER_S3_PORT", "18444")
     monkeypatch.setenv("DLDRIVER_AZURE_PORT", "18555")

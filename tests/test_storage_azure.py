@@ -2,6 +2,7 @@
 write, and one clear error naming the URI for each failure."""
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -78,3 +79,18 @@ def test_client_settings(azure_env):
     transport = storage.client._pipeline._transport._transport  # the SDK wraps our transport once
     assert transport.connection_config.data_block_size >= 1 << 20  # not the SDK's slow 4 KiB default
     assert transport.session.get_adapter("http://x")._pool_maxsize == 24
+
+
+def test_streamed_upload_is_one_put_up_to_the_single_put_size_then_staged_blocks(az_uri):
+    # As the SDK's upload_blob decides (max_single_put_size, max_block_size); the blob's block list
+    # tells which it was: a blob put in one request has no committed blocks.
+    options = {"azure_single_put_size": 1 << 20, "azure_block_size": 256 << 10}
+    storage = open_storage(az_uri, options, threads=4)
+    for name, size, blocks in [("one-put", 1 << 20, 0), ("blocks", (1 << 20) + 1, 5)]:
+        data = os.urandom(size)
+        with storage.open_writer(name) as writer:
+            for i in range(0, size, 100_000):
+                writer.write(data[i:i + 100_000])
+        assert storage.get(name) == data
+        committed, _ = storage.client.get_blob_client(name).get_block_list("committed")
+        assert len(committed) == blocks, name

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import re
 
+import numpy as np
 import pytest
 
 from dldriver.errors import StorageError
@@ -121,7 +122,7 @@ def test_open_writer_discards_on_exception(storage):
     storage.put("keep.bin", b"old")
     with pytest.raises(RuntimeError):
         with storage.open_writer("keep.bin") as writer:
-            writer.write(os.urandom(6 * MiB))  # past one part: an upload really began
+            writer.write(os.urandom(7 * MiB))  # past one part and one single PUT: an upload really began
             raise RuntimeError("interrupted")
     with pytest.raises(RuntimeError):
         with storage.open_writer("new.bin") as writer:
@@ -143,6 +144,40 @@ def test_large_put(storage):
     storage.put("large.bin", data)
     assert storage.get("large.bin") == data
     assert storage.get_range("large.bin", 5 * MiB - 3, 7) == data[5 * MiB - 3:5 * MiB + 4]
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3 * MiB + 17])
+def test_get_into_fills_the_callers_buffers_in_order(storage, size):
+    """get_into reads the whole object into the buffers the caller makes once it knows the size."""
+    data = os.urandom(size)
+    storage.put("into.bin", data)
+    asked, parts = [], []
+
+    def buffers(n):
+        asked.append(n)
+        parts.extend([bytearray(n // 3), np.zeros(n - n // 3 - n // 5, np.uint8), bytearray(n // 5)])
+        return parts
+
+    got = storage.get_into("into.bin", buffers)
+    assert got == size and asked == [size]
+    assert b"".join(bytes(p) for p in parts) == data
+
+
+def test_get_into_of_a_missing_object_names_uri(storage):
+    with pytest.raises(MissingObjectError, match="^" + re.escape(f"{storage.uri}/no/such.bin: ")):
+        storage.get_into("no/such.bin", lambda n: [bytearray(n)])
+
+
+def test_get_into_keeps_the_connection_usable(storage):
+    """Many objects read into buffers one after another on a pool of a few connections: each read
+    leaves its connection clean for the next (a body read apart from the SDK must end it properly)."""
+    blobs = {f"c/{i}.bin": os.urandom(70_000 + i) for i in range(24)}
+    for key, blob in blobs.items():
+        storage.put(key, blob)
+    for key, blob in blobs.items():
+        out = bytearray(len(blob))
+        assert storage.get_into(key, lambda n: [out]) == len(blob) and out == blob
+        assert storage.get_range(key, 5, 3) == blob[5:8]
 
 
 def test_local_path(storage):

@@ -2,11 +2,13 @@
 aborted multipart uploads, and one clear error naming the URI for each failure."""
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from conftest import free_port_block, unique_name
@@ -112,3 +114,63 @@ def test_puts_are_signed_without_hashing_the_body(s3_uri):
     storage.put("unsigned/x", b"payload" * 1000)
     assert sent == [b"UNSIGNED-PAYLOAD"] or sent == ["UNSIGNED-PAYLOAD"]
     assert storage.get("unsigned/x") == b"payload" * 1000
+
+
+def _recording_readinto(monkeypatch, cut_first: bool = False):
+    """http.client's readinto, recording (address, bytes) of each read; with cut_first the first read
+    finds the connection closed, as a body cut off mid-stream does."""
+    reads = []
+    real = http.client.HTTPResponse.readinto
+
+    def readinto(self, b):
+        if cut_first and not reads:
+            reads.append((0, 0))
+            self._close_conn()
+            return 0
+        n = real(self, b)
+        reads.append((np.frombuffer(b, np.uint8).ctypes.data, n))
+        return n
+
+    monkeypatch.setattr(http.client.HTTPResponse, "readinto", readinto)
+    return reads
+
+
+def test_get_into_receives_the_body_straight_into_the_callers_memory(s3_uri, monkeypatch):
+    storage = open_storage(s3_uri)
+    data = os.urandom(3 * MiB + 5)
+    storage.put("body.bin", data)
+    out = np.zeros(len(data), np.uint8)
+    reads = _recording_readinto(monkeypatch)
+    assert storage.get_into("body.bin", lambda n: [out]) == len(data)
+    assert out.tobytes() == data
+    start = out.ctypes.data
+    # Every byte of the body came from the socket in a read whose target was the caller's array.
+    assert sum(n for address, n in reads if start <= address < start + len(out)) == len(data)
+
+
+def test_get_into_hands_each_connection_back_to_the_pool(s3_uri):
+    # The body is read apart from urllib3's own read(): each finished read must still return its
+    # connection to the pool, or every GET would open a new one.
+    storage = open_storage(s3_uri)
+    storage.put("c.bin", os.urandom(200_000))
+    pools = storage.client._endpoint.http_session._manager.pools
+
+    def made() -> int:  # connections this process's client has opened so far (other tests share it)
+        return sum(pools[key].num_connections for key in pools.keys())
+
+    before = made()
+    out = bytearray(200_000)
+    for _ in range(20):
+        storage.get_into("c.bin", lambda n: [out])
+    assert made() - before <= 1 and out == storage.get("c.bin")
+
+
+def test_get_into_retries_a_body_cut_off_mid_stream(s3_uri, monkeypatch):
+    storage = open_storage(s3_uri)
+    data = os.urandom(300_000)
+    storage.put("cut.bin", data)
+    reads = _recording_readinto(monkeypatch, cut_first=True)
+    out = bytearray(len(data))
+    assert storage.get_into("cut.bin", lambda n: [out]) == len(data) and out == data
+    assert reads[0] == (0, 0) and len(reads) > 1
+    assert storage.get("cut.bin") == data  # the cut connection was not handed back to the pool

@@ -1,6 +1,7 @@
 """open_storage(): the URI's scheme picks the backend; the root URI is normalised."""
 from __future__ import annotations
 
+import re
 
 import pytest
 
@@ -10,6 +11,7 @@ from dldriver.storage.azure import AzureStorage, account_from_url
 from dldriver.storage.direct import DirectStorage
 from dldriver.storage.file import FileStorage
 from dldriver.storage.s3 import S3Storage
+from dldriver.uri import SCHEMES, local_path, root_and_prefix, split_uri
 
 
 def test_local_paths(tmp_path, monkeypatch):
@@ -36,7 +38,8 @@ def test_missing_bucket_or_path(uri):
 
 
 def test_unknown_scheme_lists_known_ones():
-    with pytest.raises(StorageError, match=r"gs://b: unknown storage scheme 'gs'; known: file, direct, s3, az"):
+    with pytest.raises(StorageError, match=re.escape("unknown URI scheme gs:// in 'gs://b'; known schemes: file://, "
+                                                     "direct://, s3://, az:// (or a plain path)")):
         open_storage("gs://b")
 
 
@@ -51,3 +54,14 @@ def test_secrets_never_in_repr():
     az = open_storage("az://c", {"account_key": "TOPSECRET"})
     for storage in (s3, az):
         assert "SECRET" not in repr(storage) and "SECRET" not in storage.uri
+
+
+def test_one_table_of_schemes_and_one_parser(tmp_path):
+    """Every scheme of dldriver.uri's table opens a backend of that scheme; the parser reads what
+    config, storage and outputs read."""
+    for scheme, entry in SCHEMES.items():
+        uri = f"{scheme}://{tmp_path}/d" if entry.root is None else f"{scheme}://box/p"
+        assert open_storage(uri).uri == uri
+    assert split_uri("S3://b/a") == ("s3", "b/a") and split_uri("rel/a://b") == (None, "rel/a://b")
+    assert root_and_prefix("b/a//./c/") == ("b", "a/c") and root_and_prefix("/x") == ("", "x")
+    assert local_path("direct:///x") == "/x" and local_path("y") == "y" and local_path("az://c/p") is None

@@ -4,6 +4,7 @@ after a killed run."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import unique_name
+from snakemake_forks import run_forked
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -41,10 +43,63 @@ def job_counts(output: str) -> dict:
 
 
 # ---- dry runs, lint, schema --------------------------------------------------------------------
+# These Snakemake calls only read the repository: none depends on another's result (and dry runs never
+# take the working directory's lock). Snakemake's start-up costs more than any of them, so the module
+# makes the selected ones forks of one started Snakemake (snakemake_forks), side by side, and each test
+# asserts on its own call's result.
 
-def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
-    # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
-    r = snakemake("-n", "--config", f"results={tmp_path}")
+BROKEN = {
+    "repetitions": (lambda c: c.update(repetitions=0), "['repetitions']"),
+    "repetition": (lambda c: c.update(repetition=2), "'repetition' was unexpected"),
+    "overides": (lambda c: c["workloads"]["unet3d"].update(overides=[]), "'overides' was unexpected"),
+    "uri": (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "ftp://x"),
+    "env": (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
+    "ranks": (lambda c: c.update(ranks=[0]), "['ranks']"),
+    "loader": (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]),
+               "workloads.resnet50.loaders: unknown loader 'pytroch'"),
+    "dlio_defaults": (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),
+                      "workloads.unet3d.dlio_defaults: unknown DLIO defaults '2.0' (known: head, 2.0.0, 1.0)"),
+}
+
+
+def broken_config(folder: Path, edit) -> Path:
+    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
+    edit(cfg)
+    path = folder / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def readonly_calls() -> dict:
+    """{test node name: a function of a fresh folder giving that test's Snakemake arguments}."""
+    calls = {
+        # Results elsewhere so that earlier runs in the work tree do not shrink the plan.
+        "test_dry_run_default_profile_plans_the_whole_matrix": lambda f: ["-n", "--config", f"results={f}"],
+        "test_lint_is_clean": lambda f: ["--lint"],
+    }
+    for profile in ("profiles/slurm", "slurm"):
+        calls[f"test_dry_run_slurm_profile[{profile}]"] = \
+            lambda f, profile=profile: ["-n", "--profile", profile, "--config", f"results={f}"]
+    for case, (edit, _) in BROKEN.items():
+        calls[f"test_broken_config_is_rejected_naming_the_key[{case}]"] = \
+            lambda f, edit=edit: ["-n", "--configfile", str(broken_config(f, edit))]
+    return calls
+
+
+@pytest.fixture(scope="module")
+def readonly_runs(request, tmp_path_factory):
+    """{test node name: its Snakemake call's CompletedProcess}, for the tests selected in this session."""
+    selected = {item.name for item in request.session.items}
+    calls = {name: make for name, make in readonly_calls().items() if name in selected}
+    # `--profile slurm` as typed: scripts/install-profiles.sh links it where Snakemake looks.
+    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
+    folder = tmp_path_factory.mktemp("snakemake")
+    args = {name: make(tmp_path_factory.mktemp("results")) for name, make in calls.items()}
+    return run_forked(args, folder, cwd=REPO)
+
+
+def test_dry_run_default_profile_plans_the_whole_matrix(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "profiles/default" in r.stdout + r.stderr            # picked up as the workflow profile
     cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
@@ -60,42 +115,25 @@ def test_dry_run_default_profile_plans_the_whole_matrix(tmp_path):
 
 
 @pytest.mark.parametrize("profile", ["profiles/slurm", "slurm"])
-def test_dry_run_slurm_profile(tmp_path, profile):
+def test_dry_run_slurm_profile(request, readonly_runs, profile):
     """`--profile slurm` as typed (scripts/install-profiles.sh links it where Snakemake looks) and by
     path. A dry run submits nothing, so it needs no Slurm commands."""
-    subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True)
-    r = snakemake("-n", "--profile", profile, "--config", f"results={tmp_path}")
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert job_counts(r.stdout)["run"] > 0
 
 
-def test_lint_is_clean():
-    r = snakemake("--lint")
+def test_lint_is_clean(request, readonly_runs):
+    r = readonly_runs[request.node.name]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
 
 
-def broken(tmp_path, edit) -> str:
-    cfg = yaml.safe_load((REPO / "configs/config.yaml").read_text())
-    edit(cfg)
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    r = snakemake("-n", "--configfile", str(path))
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_config_is_rejected_naming_the_key(request, readonly_runs, case):
+    r = readonly_runs[request.node.name]
     assert r.returncode != 0
-    return r.stdout + r.stderr
-
-
-@pytest.mark.parametrize("edit,expected", [
-    (lambda c: c.update(repetitions=0), "['repetitions']"),
-    (lambda c: c.update(repetition=2), "'repetition' was unexpected"),
-    (lambda c: c["workloads"]["unet3d"].update(overides=[]), "'overides' was unexpected"),
-    (lambda c: c["backends"]["s3"].update(uri="ftp://x"), "ftp://x"),
-    (lambda c: c["backends"]["s3"].update(env=["aws-secret"]), "aws-secret"),
-    (lambda c: c.update(ranks=[0]), "['ranks']"),
-    (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]), "workloads.resnet50.loaders: unknown loader 'pytroch'"),
-])
-def test_broken_config_is_rejected_naming_the_key(tmp_path, edit, expected):
-    assert expected in broken(tmp_path, edit)
+    assert BROKEN[case][1] in r.stdout + r.stderr
 
 
 # ---- a tiny matrix end to end -------------------------------------------------------------------
@@ -135,6 +173,33 @@ def tiny_config(tmp_path, bucket, backends=("file", "s3", "azure"), repetitions=
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path, tmp_path / "results" / "tiny"
+
+
+V1_UNET3D = "tests/data/upstream/mlperf-v1.0/unet3d_a100.yaml"
+
+
+def test_workload_dlio_defaults_reach_every_dldriver_call(tmp_path):
+    # MLPerf Storage v1.0's unet3d, which ran on DLIO 2.0.0, with that generation's defaults.
+    path, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=1)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["workloads"]["unet3d_v1"] = {
+        "file": V1_UNET3D, "dlio_defaults": "2.0.0", "loaders": ["native"],
+        "overrides": ["dataset.num_files_train=2", "dataset.record_length=4096", "dataset.record_length_stdev=0",
+                      "dataset.record_length_resize=4096", "reader.batch_size=1", "reader.read_threads=1",
+                      "train.epochs=1", "train.computation_time=0"]}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    r = snakemake("-n", "-p", "--configfile", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    shells = [line for line in r.stdout.splitlines() if ".yaml" in line and ("dldriver" in line or "run-cell" in line)]
+    mine = [line for line in shells if V1_UNET3D in line]
+    assert len(mine) == 3  # validate, generate (+ verify + manifest), run
+    assert all(line.count(V1_UNET3D) == line.count("--dlio-defaults 2.0.0") for line in mine)
+    assert not any("--dlio-defaults" in line for line in shells if V1_UNET3D not in line)
+    # The validate job, run for real: its plan is DLIO 2.0.0's checkpoint (model_size + the default layer file).
+    plan = out / "unet3d_v1" / "plan.json"
+    r = snakemake(str(plan), "--configfile", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(plan.read_text())["plan"]["checkpoint_bytes"] == 499153191 + 17371 + 24740228
 
 
 def read_csv(path):
@@ -197,7 +262,7 @@ def test_tiny_matrix_end_to_end_with_baseline_verdict(tmp_path, s3_env, azure_en
 
 
 def test_killed_run_resumes_only_missing_cells(tmp_path):
-    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=4)
+    config, out = tiny_config(tmp_path, "unused", backends=("file",), repetitions=2)
     proc = subprocess.Popen([SNAKEMAKE, "--configfile", str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -210,7 +275,7 @@ def test_killed_run_resumes_only_missing_cells(tmp_path):
         proc.wait()
 
     done = summaries(out)
-    cells = 8                                    # 4 repetitions of one training and one checkpoint cell
+    cells = 4                                    # 2 repetitions of one training and one checkpoint cell
     assert 1 <= len(done) < cells, "the kill must fall between the first and the last run"
     assert snakemake("--unlock", "--configfile", str(config)).returncode == 0
     plan = snakemake("-n", "--configfile", str(config))

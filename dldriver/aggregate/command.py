@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from dldriver.aggregate import headline, plots, report
+from dldriver.aggregate import headline, plots, tables
 from dldriver.aggregate.collect import collect, fill_latency
 from dldriver.aggregate.stats import cell_table
 from dldriver.aggregate.verdict import baseline_row_problem, compare, parse_tolerance, regressed
@@ -49,21 +49,21 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
 
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, REPORT_MARKER, "report")
-    report.write_csv(found.rows, out / "runs.csv")
-    report.write_parquet(found.rows, out / "runs.parquet")
-    report.write_csv(cells, out / "cells.csv")
-    (out / "cells.md").write_text(report.markdown(cells, report.CELL_VIEW))
+    tables.write_csv(found.rows, out / "runs.csv")
+    tables.write_parquet(found.rows, out / "runs.parquet")
+    tables.write_csv(cells, out / "cells.csv")
+    (out / "cells.md").write_text(tables.markdown(cells, tables.CELL_VIEW))
     figures = plots.all_plots(found.rows, cells, found.load_seconds, out / "plots")
 
     verdicts = None
     if reference is not None:
         verdicts = compare(cells, reference, tol)
-        report.write_csv(verdicts, out / "verdicts.csv")
-        (out / "verdicts.md").write_text(report.markdown(verdicts, report.VERDICT_VIEW))
+        tables.write_csv(verdicts, out / "verdicts.csv")
+        (out / "verdicts.md").write_text(tables.markdown(verdicts, tables.VERDICT_VIEW))
     title = f"dl-driver results: {results.name}"
     found_searches = headline.searches(results)
     top = headline.headline_rows(cells, verdicts, found_searches) + headline.search_only_rows(cells, found_searches)
-    (out / "report.html").write_text(report.html_report(title, cells, found.rows, figures, verdicts, found.notes,
+    (out / "report.html").write_text(tables.html_report(title, cells, found.rows, figures, verdicts, found.notes,
                                                         headline=top))
     if save_baseline:
         target = Path(save_baseline)
@@ -80,7 +80,7 @@ def _read_baseline(path: Path) -> list:
     if not path.is_file():
         raise DlDriverError(f"{path}: no such baseline file")
     try:
-        rows = report.read_csv(path)
+        rows = tables.read_csv(path)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DlDriverError(f"{path}: not a baseline table, unreadable as CSV text ({err}); "
                             "save one with --save-baseline") from None

@@ -9,7 +9,7 @@ import time
 from typing import Callable, Optional
 
 import dldriver.checkpoint.layout as layout
-from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, read_files, write_files
+from dldriver.checkpoint.stream import CHUNK_BYTES, ChunkSource, file_key, read_files, write_files
 from dldriver.errors import DlDriverError
 from dldriver.metrics import caching
 
@@ -21,7 +21,9 @@ class Checkpointer:
                  chunk_bytes: int = CHUNK_BYTES, ranks_per_host: Optional[int] = None):
         self.workload = workload
         self.rank = rank
+        self.world_size = world_size
         self.scale = scale
+        self.mode = layout.layer_mode(workload)
         self.layout = layout.checkpoint_layout(workload, world_size, scale)
         self.files = self.layout[rank]
         self.total_bytes = sum(n for files in self.layout for _, n in files)
@@ -37,20 +39,32 @@ class Checkpointer:
         self.load_source = ChunkSource(ckpt.randomize_tensor, seed=self.load_rank, chunk_bytes=chunk_bytes)
 
     def save(self, epoch: int, step: int, sync: Optional[Callable[[], None]] = None) -> dict:
-        """Write this rank's files of global_epoch{epoch}_step{step}; returns its timing record.
+        """Write this rank's files of the checkpoint of (epoch, step); returns its timing record.
         `sync` (the ranks' barrier) ends the timed span when checkpoint.rank_sync is set."""
-        folder = layout.checkpoint_folder(epoch, step)
-        return self._timed(folder, lambda: write_files(self.storage, folder, self.files, self.source,
+        folder, files = self.checkpoint_files(self.rank, epoch, step)
+        return self._timed(folder, lambda: write_files(self.storage, folder, files, self.source,
                                                        self.workload.checkpoint.fsync), sync)
 
     def load(self, epoch: int, step: int, sync: Optional[Callable[[], None]] = None,
              verify: bool = False) -> dict:
-        """Read back every byte of global_epoch{epoch}_step{step}'s files of this rank (of load_rank, with
+        """Read back every byte of the (epoch, step) checkpoint's files of this rank (of load_rank, with
         recovery_rank_shift); returns its timing record."""
-        folder = layout.checkpoint_folder(epoch, step)
-        files, source = self.layout[self.load_rank], self.load_source
+        folder, files = self.checkpoint_files(self.load_rank, epoch, step)
+        if not folder:
+            # Without a folder per checkpoint (2.0.0), TensorFlow's one `checkpoint` state file names the
+            # last save, not this one: it is no part of what this load reads.
+            files = [(name, n) for name, n in files if name != layout.TF_STATE]
+        source = self.load_source
         return self._timed(folder, lambda: read_files(self.storage, folder, files, source.chunk_bytes,
                                                       source if verify else None), sync)
+
+    def checkpoint_files(self, rank: int, epoch: int, step: int) -> tuple[str, list[tuple[str, int]]]:
+        """(folder, [(name, bytes)]) of `rank`'s files in the checkpoint of (epoch, step). HEAD's names are
+        the same in every checkpoint's folder; 2.0.0's carry epoch and step, so they are made per checkpoint."""
+        folder = layout.checkpoint_folder(epoch, step, self.mode)
+        if self.mode == "head":
+            return folder, self.layout[rank]
+        return folder, layout.checkpoint_layout(self.workload, self.world_size, self.scale, epoch, step)[rank]
 
     def _timed(self, folder: str, io, sync) -> dict:
         start = time.time()
@@ -59,10 +73,11 @@ class Checkpointer:
         if sync is not None and self.workload.checkpoint.rank_sync:
             sync()  # DLIO's rank_sync: the barrier after each save/load counts in its time
         duration = time.perf_counter() - t0
-        return {"folder": folder, "start": start, "end": start + duration, "duration": duration, "bytes": nbytes}
+        return {"folder": folder or ".", "start": start, "end": start + duration, "duration": duration, "bytes": nbytes}
 
-    def drop_page_cache(self, folders: list[str]) -> str:
-        """Evict these checkpoint folders (every rank's files) from the page cache; returns the method.
+    def drop_page_cache(self, checkpoints: list[tuple[int, int]]) -> str:
+        """Evict the files of these checkpoints, (epoch, step) each, of every rank, from the page cache;
+        returns the method.
 
         The whole cache needs root. Without it, the checkpoint's own files are evicted one by one (sync,
         then POSIX_FADV_DONTNEED), which is what a read phase needs. Object stores cache on the server
@@ -73,8 +88,9 @@ class Checkpointer:
             return "drop_caches"
         except DlDriverError:
             pass
-        paths = [self.storage.local_path(f"{folder}/{name}")
-                 for folder in folders for files in self.layout for name, _ in files]
+        paths = [self.storage.local_path(file_key(folder, name))
+                 for epoch, step in checkpoints for rank in range(self.world_size)
+                 for folder, files in [self.checkpoint_files(rank, epoch, step)] for name, _ in files]
         if not paths or paths[0] is None:
             return "none (object store)"
         caching.evict_files(paths)

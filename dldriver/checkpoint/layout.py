@@ -21,14 +21,20 @@ ranks < TP*PP write (the other data-parallel replicas hold the same state). Laye
 L+1 on the last. A file's size is the sum of its tensors; a tensor scaled by `scale` keeps at least
 MIN_TENSOR_BYTES so that every file of a huge layout still exists when shrunk to laptop size. jax and native
 have no mechanism of their own in DLIO (whose frameworks are tensorflow and pytorch): they use the pytorch layout.
+
+That is HEAD's layout. Under `--dlio-defaults 2.0.0` (config/generations.py CHECKPOINT_LAYOUT) the files are
+DLIO 2.0.0's instead (dldriver.config.checkpoint_sizes_v2): model-, optimizer- and layer-{l}- files with
+epoch, step and rank in their names, flat in the checkpoint folder, through the same two mechanisms.
 """
 from __future__ import annotations
 
+from dldriver.config import checkpoint_sizes_v2
 from dldriver.config.checkpoint_sizes import (DTYPE_BYTES, MIN_TENSOR_BYTES, rank_tensors, stage_layers,
                                               topology, transformer_params)
+from dldriver.config.generations import CHECKPOINT_LAYOUT
 from dldriver.errors import ConfigError
 
-__all__ = ["DTYPE_BYTES", "MIN_TENSOR_BYTES", "checkpoint_folder", "checkpoint_layout", "mechanism",
+__all__ = ["DTYPE_BYTES", "MIN_TENSOR_BYTES", "checkpoint_folder", "checkpoint_layout", "layer_mode", "mechanism",
            "stage_layers", "transformer_params"]
 
 # tf.train.Checkpoint.save(prefix) appends "-{save_counter}"; DLIO makes a fresh Checkpoint for every file,
@@ -79,17 +85,30 @@ def tf_state_bytes(prefix: str) -> int:
     return len(f'model_checkpoint_path: "{prefix}"\nall_model_checkpoint_paths: "{prefix}"\n')
 
 
-def checkpoint_layout(workload, world_size: int, scale: float = 1.0) -> list[list[tuple[str, int]]]:
-    """Per rank (index = rank), the (name, bytes) of the files it writes into one checkpoint folder."""
+def layer_mode(workload) -> str:
+    """The checkpoint layout of the workload's DLIO generation: "head" (DeepSpeed-style) or "2.0.0"."""
+    return CHECKPOINT_LAYOUT[workload.dlio_defaults]
+
+
+def checkpoint_layout(workload, world_size: int, scale: float = 1.0, epoch: int = 1,
+                      step: int = 1) -> list[list[tuple[str, int]]]:
+    """Per rank (index = rank), the (name, bytes) of the files it writes for the checkpoint of (epoch, step),
+    names relative to checkpoint_folder(epoch, step, layer_mode(workload)). Only 2.0.0's names depend
+    on epoch and step; no layout's sizes do."""
     if not 0 < scale <= 1.0:
         raise ConfigError(f"--checkpoint-scale: must be in (0, 1], got {scale}")
-    topo = topology(workload, world_size)
-    tensors = [rank_tensors(workload, topo, r, scale) for r in range(world_size)]
+    if layer_mode(workload) == "2.0.0":
+        tensors = [checkpoint_sizes_v2.rank_tensors(workload, world_size, r, epoch, step, scale)
+                   for r in range(world_size)]
+    else:
+        topo = topology(workload, world_size)
+        tensors = [rank_tensors(workload, topo, r, scale) for r in range(world_size)]
     if mechanism(workload.framework) == "tf_save":
         return [tf_save_files(t, state_file=r == 0) for r, t in enumerate(tensors)]
     return [pt_save_files(t) for t in tensors]
 
 
-def checkpoint_folder(epoch: int, step: int) -> str:
-    """The folder of one checkpoint, relative to the checkpoint URI, as DLIO names it."""
-    return f"global_epoch{epoch}_step{step}"
+def checkpoint_folder(epoch: int, step: int, mode: str = "head") -> str:
+    """The folder of one checkpoint, relative to the checkpoint URI, as DLIO names it: global_epoch{E}_step{S}
+    (HEAD); "" for 2.0.0, which writes its files into the checkpoint URI itself."""
+    return "" if mode == "2.0.0" else f"global_epoch{epoch}_step{step}"

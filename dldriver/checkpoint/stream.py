@@ -54,6 +54,11 @@ class ChunkSource:
             index += 1
 
 
+def file_key(folder: str, name: str) -> str:
+    """A checkpoint file's key under the checkpoint URI; folder "" for layouts without a folder (2.0.0's)."""
+    return f"{folder}/{name}" if folder else name
+
+
 def write_files(storage, folder: str, files, source: ChunkSource, fsync: bool) -> int:
     """Write every (name, nbytes) of `files` under `folder`; returns bytes written.
 
@@ -61,7 +66,7 @@ def write_files(storage, folder: str, files, source: ChunkSource, fsync: bool) -
     stores the commit of the upload is the durability point.
     """
     def write(name, nbytes):
-        key = f"{folder}/{name}"
+        key = file_key(folder, name)
         try:
             with storage.open_writer(key, fsync=fsync) as out:
                 for chunk in source.chunks(name, nbytes):
@@ -98,12 +103,12 @@ def read_files(storage, folder: str, files, chunk_bytes: int = CHUNK_BYTES, veri
         if remote and nbytes <= step:
             items.append((name, None, nbytes))
             continue
-        _check_size(storage, folder, name, _stat(storage, folder, f"{folder}/{name}"), nbytes)
+        _check_size(storage, folder, name, _stat(storage, folder, file_key(folder, name)), nbytes)
         items.extend((name, offset, min(step, nbytes - offset)) for offset in range(0, nbytes, step))
 
     def fetch(item):
         name, offset, length = item
-        key = f"{folder}/{name}"
+        key = file_key(folder, name)
         if offset is None:
             try:
                 data = storage.get(key)
@@ -125,22 +130,24 @@ def read_files(storage, folder: str, files, chunk_bytes: int = CHUNK_BYTES, veri
         total += data
     for name, nbytes in files:
         if verify is not None and digests[name].digest() != _digest(verify.chunks(name, nbytes)):
-            raise CheckpointError(f"checkpoint file {storage.uri}/{folder}/{name} differs from what was written")
+            raise CheckpointError(f"checkpoint file {storage.uri}/{file_key(folder, name)} differs from what was "
+                                  "written")
     return total
 
 
 def _check_size(storage, folder: str, name: str, size: int, nbytes: int) -> None:
     if size != nbytes:
-        raise CheckpointError(f"checkpoint file {storage.uri}/{folder}/{name} holds {size} bytes, "
+        raise CheckpointError(f"checkpoint file {storage.uri}/{file_key(folder, name)} holds {size} bytes, "
                               f"the layout says {nbytes}")
 
 
 def _never_written(storage, folder: str, key: str) -> CheckpointError:
-    return CheckpointError(f"checkpoint {storage.uri}/{folder} was never written: {key} is missing")
+    where = f"{storage.uri}/{folder}" if folder else storage.uri
+    return CheckpointError(f"checkpoint {where} was never written: {key} is missing")
 
 
 def _is_object_store(storage, folder: str, files) -> bool:
-    return bool(files) and storage.local_path(f"{folder}/{files[0][0]}") is None
+    return bool(files) and storage.local_path(file_key(folder, files[0][0])) is None
 
 
 def _in_order(fn, items, threads: int):

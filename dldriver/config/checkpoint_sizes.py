@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dldriver.config import checkpoint_sizes_v2
+from dldriver.config.generations import CHECKPOINT_LAYOUT
 from dldriver.config.model import DTYPE_BYTES
 from dldriver.errors import ConfigError
 
@@ -154,6 +156,9 @@ def rank_tensors(workload, topo: Topology, rank: int, scale: float = 1.0) -> lis
 
 
 def checkpoint_bytes(workload, world_size: int) -> int:
-    """Tensor bytes of one checkpoint summed over the ranks of a `world_size` job (no scaling)."""
+    """Tensor bytes of one checkpoint summed over the ranks of a `world_size` job (no scaling), in the
+    layout of the workload's DLIO generation."""
+    if CHECKPOINT_LAYOUT[workload.dlio_defaults] == "2.0.0":
+        return checkpoint_sizes_v2.checkpoint_bytes(workload, world_size)
     topo = topology(workload, world_size)
     return sum(n for rank in range(world_size) for _, n in rank_tensors(workload, topo, rank))

@@ -20,7 +20,7 @@ import os
 import yaml
 
 from dldriver.config.check import check_workload
-from dldriver.config.generations import fill_generation_defaults, generation_problem
+from dldriver.config.generations import fill_generation_defaults, generation_problem, generation_problems
 from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
 from dldriver.config.profiles import fold_framework_profiles
@@ -159,8 +159,10 @@ def _load(source: str, overrides: list, dlio_defaults: str, doc: dict | None = N
     fill_generation_defaults(doc, dlio_defaults)
     workload, found = build_workload(doc)
     workload.written = written
+    workload.dlio_defaults = dlio_defaults
     problems += found
     problems += check_workload(workload, {p for p, _ in found})
+    problems += generation_problems(workload, {p for p, _ in found})
     if problems:
         raise ConfigError([_format(p, m, origin) for p, m in problems], source)
     workload.source = source

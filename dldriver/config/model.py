@@ -1,6 +1,8 @@
 """The workload model: one plain dataclass per DLIO config section, with DLIO's *code* defaults.
 
-Field names are DLIO's current (HEAD) spellings; the loader maps the 2.0.0 spellings onto them.
+Field names are DLIO's current (HEAD) spellings; the loader maps the 2.0.0 spellings onto them. The
+dataset and storage sections are DatasetSection and StorageSection: Dataset (dldriver.dataset.opening)
+and Storage (dldriver.storage) are the runtime objects.
 Enum values allowed per field live in ENUMS, keyed by the dotted key path.
 """
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Workflow:
 
 
 @dataclass
-class Storage:
+class StorageSection:
     storage_type: str = "local_fs"
     storage_root: str = "./"
     storage_options: Optional[dict] = None
@@ -74,7 +76,7 @@ class Hdf5Options:
 
 
 @dataclass
-class Dataset:
+class DatasetSection:
     data_folder: str = "./data/"
     format: str = "tfrecord"
     num_files_train: int = 8
@@ -190,8 +192,8 @@ class Workload:
     model: Model = field(default_factory=Model)
     framework: str = "tensorflow"
     workflow: Workflow = field(default_factory=Workflow)
-    storage: Storage = field(default_factory=Storage)
-    dataset: Dataset = field(default_factory=Dataset)
+    storage: StorageSection = field(default_factory=StorageSection)
+    dataset: DatasetSection = field(default_factory=DatasetSection)
     reader: Reader = field(default_factory=Reader)
     train: Train = field(default_factory=Train)
     evaluation: Evaluation = field(default_factory=Evaluation)
@@ -208,6 +210,9 @@ class Workload:
     # The key paths the file and overrides gave (HEAD spellings): rules about keys a run does not use
     # apply only to keys the user wrote.
     written: frozenset = field(default=frozenset(), compare=False, metadata={"internal": True})
+    # --dlio-defaults: the DLIO generation whose defaults filled the file (config/generations.py); it also
+    # picks the checkpoint layout. Not a DLIO key, so not in the resolved config (config_hash adds it).
+    dlio_defaults: str = field(default="head", metadata={"internal": True})
     # `++hydra.output_subdir=NAME`: the run folder's subfolder for the resolved config (None: not written).
     output_subdir: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
     # HEAD key prefix -> the spelling the file or an override used (`pytorch_config` ->

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dldriver.config.checkpoint_sizes import checkpoint_bytes as tensor_bytes, transformer_params
+from dldriver.config.generations import CHECKPOINT_LAYOUT
 from dldriver.errors import ConfigError
 
 
@@ -107,8 +108,9 @@ def checkpoint_bytes(workload, ranks: int) -> int:
 def _world_problems(workload, ranks: int) -> list[str]:
     p = workload.model.parallelism
     model_parallel = p.model_parallel
-    # DLIO checks this even when checkpointing is off.
-    if ranks % model_parallel:
+    # DLIO HEAD checks this even when checkpointing is off; 2.0.0 never does (TP and PP only count its
+    # layer files).
+    if ranks % model_parallel and CHECKPOINT_LAYOUT[workload.dlio_defaults] == "head":
         return [f"model.parallelism.tensor * model.parallelism.pipeline = {p.tensor} * {p.pipeline} = "
                 f"{model_parallel} does not divide the {ranks} rank(s); use a multiple of {model_parallel} ranks"]
     # Subset mode emulates some ranks of a larger tensor * pipeline * data job, never more than all of them.

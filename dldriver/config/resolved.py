@@ -19,8 +19,12 @@ def resolved_dict(workload) -> dict:
 
 
 def config_hash(workload) -> str:
-    """16 hex characters of the sha256 of the canonical (sorted, compact) JSON of resolved_dict."""
-    text = json.dumps(resolved_dict(workload), sort_keys=True, separators=(",", ":"))
+    """16 hex characters of the sha256 of the canonical (sorted, compact) JSON of resolved_dict, plus the
+    DLIO generation (--dlio-defaults) when it is not HEAD's: it changes the checkpoint layout."""
+    data = resolved_dict(workload)
+    if workload.dlio_defaults != "head":
+        data["dlio_defaults"] = workload.dlio_defaults
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

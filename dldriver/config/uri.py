@@ -9,15 +9,10 @@ resolved against the current working directory.
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 
 from dldriver.errors import ConfigError
-from dldriver.config.names import ROOT_NAME_PROBLEM
-
-KNOWN_SCHEMES = ("file", "direct", "s3", "az")
-SCHEME_OF_STORAGE = {"local_fs": "file", "direct": "direct", "s3": "s3", "azure": "az"}
-_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
+from dldriver.uri import (SCHEME_OF_STORAGE, SCHEMES, is_local, normal_prefix, object_uri, root_and_prefix,
+                          scheme_problem, split_uri)
 
 Problem = tuple[str, str]
 
@@ -57,48 +52,43 @@ def _resolve(workload, folder: str, key: str):
     if storage_type not in SCHEME_OF_STORAGE:
         return ("storage.storage_type",
                 f"{storage_type} has no dl-driver backend; use one of {', '.join(SCHEME_OF_STORAGE)}")
-    match = _URI.match(folder)
-    if not match:
+    scheme, rest = split_uri(folder)
+    if scheme is None:
         return _from_storage(workload, folder, SCHEME_OF_STORAGE[storage_type])
-    scheme, rest = match.group(1).lower(), match.group(2)
-    if scheme not in KNOWN_SCHEMES:
-        known = ", ".join(f"{s}://" for s in KNOWN_SCHEMES)
-        return (key, f"unknown URI scheme {scheme}:// in {folder!r}; known schemes: {known}")
+    problem = scheme_problem(scheme, folder)
+    if problem:
+        return (key, problem)
     # The default local_fs defers to the folder's scheme; any other storage_type must agree with it.
     if storage_type != "local_fs" and SCHEME_OF_STORAGE[storage_type] != scheme:
         return (key, f"{scheme}:// does not match storage.storage_type {storage_type}")
-    if scheme in ("file", "direct"):
+    if is_local(scheme):
         return f"{scheme}://{_absolute(rest)}"
     return _object_uri(scheme, rest, key, folder)
 
 
 def _from_storage(workload, folder: str, scheme: str):
     root = workload.storage.storage_root
-    if scheme in ("file", "direct"):
+    if is_local(scheme):
         return f"{scheme}://{_absolute(os.path.join(root, folder))}"
-    match = _URI.match(root)
-    bucket = match.group(2) if match and match.group(1).lower() == scheme else root
-    bucket = bucket.strip("/")
+    root_scheme, root_rest = split_uri(root)
+    bucket = (root_rest if root_scheme == scheme else root).strip("/")
     if bucket in ("", "."):
-        what = "bucket" if scheme == "s3" else "container"
-        return ("storage.storage_root", f"must name the {what} for storage.storage_type "
+        return ("storage.storage_root", f"must name the {SCHEMES[scheme].root} for storage.storage_type "
                                         f"{workload.storage.storage_type}, got {root!r}")
-    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+    problem = SCHEMES[scheme].root_problem(bucket)
     if problem:
         return ("storage.storage_root", problem)
-    prefix = posixpath.normpath("/" + folder).strip("/")
-    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+    return object_uri(scheme, bucket, normal_prefix(folder))
 
 
 def _object_uri(scheme: str, rest: str, key: str, folder: str):
-    bucket, _, prefix = rest.strip("/").partition("/")
+    bucket, prefix = root_and_prefix(rest)
     if not bucket:
-        return (key, f"{folder!r} names no {'bucket' if scheme == 's3' else 'container'}")
-    problem = ROOT_NAME_PROBLEM[scheme](bucket)
+        return (key, f"{folder!r} names no {SCHEMES[scheme].root}")
+    problem = SCHEMES[scheme].root_problem(bucket)
     if problem:
         return (key, f"{folder!r}: {problem}")
-    prefix = posixpath.normpath("/" + prefix).strip("/")
-    return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+    return object_uri(scheme, bucket, prefix)
 
 
 def _absolute(path: str) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional
 
-from dldriver.storage.base import MissingObjectError
+from dldriver.storage.base import MissingContainerError, MissingObjectError
 
 MISSING, CUT_SHORT, REPLACED, EXTRA, FOREIGN = "missing", "cut short", "replaced", "extra", "foreign"
+DATA_PREFIXES = ("train/", "valid/", "index/")   # the folders a dataset's files (and index files) are in
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,19 @@ def stat_listing(storage, keys: Iterable[str]) -> dict[str, int]:
         except MissingObjectError:
             pass
     return sizes
+
+
+def data_listing(storage) -> dict:
+    """{key: size} under the data prefixes, as one listing each tells them (Storage.listing); empty while
+    the bucket or container does not exist yet (the first put creates it, possibly after this ran)."""
+    found = {}
+    try:
+        for prefix in DATA_PREFIXES:
+            found.update(storage.listing(prefix))
+    except MissingContainerError:
+        return {}
+    return found
+
+
+def entry_keys(entries: Iterable[dict]) -> list[str]:
+    return [entry["key"] for entry in entries]

@@ -13,8 +13,8 @@ import logging
 import resource
 import time
 
-from dldriver.checkpoint import Checkpointer, checkpoint_folder, checkpoint_layout
-from dldriver.config.uri import checkpoint_uri, storage_options
+from dldriver.checkpoint import Checkpointer, checkpoint_layout
+from dldriver.config.uri import storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
 from dldriver.errors import ConfigError
 from dldriver.storage import open_storage
@@ -35,16 +35,17 @@ def should_checkpoint_after_step(ckpt, step: int) -> bool:
     return ckpt.steps_between_checkpoints > 0 and step % ckpt.steps_between_checkpoints == 0
 
 
-def open_checkpointer(comm: Comm, workload, scale: float, writes: bool = True) -> Checkpointer:
-    """This rank's Checkpointer on the workload's checkpoint storage, connected (a collective: every rank
-    calls it, and with recovery_rank_shift it counts the ranks on each host).
+def open_checkpointer(comm: Comm, workload, uri: str, scale: float, writes: bool = True) -> Checkpointer:
+    """This rank's Checkpointer on the checkpoint storage at `uri` (the run's config.uri.checkpoint_uri),
+    connected (a collective: every rank calls it, and with recovery_rank_shift it counts the ranks on each
+    host).
 
     The SDK client and, when the run writes, the bucket / container are made here, before the first
     timed save: they are set-up, paid once per process, not checkpoint I/O. Rank 0 creates a missing
     bucket while the others wait, so that N ranks do not all try at once.
     """
     per_host = ranks_on_this_host(comm) if workload.checkpoint.recovery_rank_shift else None
-    storage = open_storage(checkpoint_uri(workload), storage_options(workload))
+    storage = open_storage(uri, storage_options(workload))
     prepare = storage.prepare_writes if writes else storage.connect
     if comm.rank == 0:
         prepare()
@@ -86,8 +87,7 @@ def checkpoint_only_rank(comm: Comm, workload, checkpointer: Checkpointer, drop_
     if reads:
         comm.barrier()
         if drop_caches and comm.rank == 0:
-            cache = checkpointer.drop_page_cache([checkpoint_folder(1, i)
-                                                  for i in range(1, max(writes, reads) + 1)])
+            cache = checkpointer.drop_page_cache([(1, i) for i in range(1, max(writes, reads) + 1)])
         comm.barrier()
     loads = _timed_ops(comm, checkpointer.load, reads, pause, "Loaded")
     return {"rank": comm.rank, "start": start, "end": time.time(), "files": len(checkpointer.files),

@@ -17,6 +17,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from dldriver.config.model import Checkpoint, Evaluation
+from dldriver.config.timespec import TimeSpec
 from dldriver.dataset.sampler import Sampler, coverage
 from dldriver.engine.checkpointing import should_checkpoint_after_epoch, should_checkpoint_after_step
 from dldriver.engine.ranks import Comm
@@ -28,15 +30,28 @@ log = logging.getLogger("dldriver")
 
 @dataclass
 class RankPlan:
-    """What one rank runs, fixed before the ranks start (all ranks agree on it)."""
+    """What one rank runs, fixed before the ranks start (all ranks agree on it): the loop reads these
+    values and nothing else of the workload."""
 
     epochs: int
     steps: int                       # training steps per epoch (total_training_steps applied)
     eval_steps: int                  # 0: no evaluation
     train_sampler: Sampler
     eval_sampler: Optional[Sampler]
+    seed: int                        # train.seed: the compute-time draws' generator, with the rank
+    batch_size: int                  # reader.batch_size, for the progress bar's rate
+    computation_time: TimeSpec       # train.computation_time
+    evaluation: Evaluation           # when evaluation runs, and its eval_time
+    checkpoint: Checkpoint           # when checkpoints are taken (DLIO's schedules)
     drop_caches: Optional[Callable[[], None]] = None
     progress: bool = False
+
+    @classmethod
+    def from_workload(cls, workload, steps: int, eval_steps: int, train_sampler: Sampler,
+                      eval_sampler: Optional[Sampler], **kwargs) -> "RankPlan":
+        return cls(workload.train.epochs, steps, eval_steps, train_sampler, eval_sampler,
+                   workload.train.seed, workload.reader.batch_size, workload.train.computation_time,
+                   workload.evaluation, workload.checkpoint, **kwargs)
 
 
 @dataclass
@@ -54,10 +69,10 @@ class EpochRecord:
     coverage: Optional[dict] = None                   # rank 0 only
 
 
-def run_epochs(comm: Comm, workload, plan: RankPlan, train_loader, eval_loader=None,
+def run_epochs(comm: Comm, plan: RankPlan, train_loader, eval_loader=None,
                checkpointer=None) -> list[EpochRecord]:
     """All epochs of one rank; each record's coverage is filled on rank 0."""
-    rng = np.random.default_rng([workload.train.seed % 2**63, comm.rank])
+    rng = np.random.default_rng([plan.seed % 2**63, comm.rank])
     records = []
     for epoch in range(1, plan.epochs + 1):
         if plan.drop_caches is not None and comm.rank == 0:
@@ -70,13 +85,12 @@ def run_epochs(comm: Comm, workload, plan: RankPlan, train_loader, eval_loader=N
         comm.barrier()  # every rank starts the epoch together (DLIO #318: skewed first-epoch AU)
         record = EpochRecord(start=time.time())
         log.info("Starting epoch %d: %d steps expected", epoch, plan.steps)
-        keys = _train(comm, workload, epoch, batches, train_loader, rng, record, plan.progress,
-                      checkpointer, should_checkpoint_after_step)
-        if checkpointer is not None and should_checkpoint_after_epoch(workload.checkpoint, epoch):
+        keys = _train(comm, plan, epoch, batches, train_loader, rng, record, checkpointer)
+        if checkpointer is not None and should_checkpoint_after_epoch(plan.checkpoint, epoch):
             _checkpoint(comm, checkpointer, record, epoch, plan.steps)
         record.end = time.time()
-        if eval_loader is not None and plan.eval_steps > 0 and _eval_due(workload.evaluation, epoch):
-            _evaluate(workload, epoch, plan, eval_loader, rng, record, comm.rank)
+        if eval_loader is not None and plan.eval_steps > 0 and _eval_due(plan.evaluation, epoch):
+            _evaluate(epoch, plan, eval_loader, rng, record)
         record.coverage = _coverage(comm, plan, epoch, keys)
         records.append(record)
         log.info("Ending epoch %d - %d steps completed in %.2f s", epoch, plan.steps,
@@ -84,21 +98,19 @@ def run_epochs(comm: Comm, workload, plan: RankPlan, train_loader, eval_loader=N
     return records
 
 
-def _train(comm, workload, epoch, batches, loader, rng, record, progress, checkpointer, step_due):
+def _train(comm, plan: RankPlan, epoch, batches, loader, rng, record, checkpointer):
     """The steps of one epoch; returns the (file, sample) keys this rank read, in order."""
-    compute_time = workload.train.computation_time
-    batch_size = workload.reader.batch_size
     block = Phase(start=time.time())
     record.phases["block1"] = block
     keys: list = []
-    bar = _progress_bar(progress, epoch, len(batches))
+    bar = _progress_bar(plan.progress, epoch, len(batches))
     batches_iter = iter(loader.epoch(batches))
     try:
         t0 = time.perf_counter()
         for step in range(1, len(batches) + 1):
             batch = next(batches_iter)
             t_loaded = time.perf_counter()
-            _emulate(compute_time.sample(rng))
+            _emulate(plan.computation_time.sample(rng))
             t_done = time.perf_counter()
             block.load.append(t_loaded - t0)
             block.compute.append(t_done - t_loaded)
@@ -109,8 +121,8 @@ def _train(comm, workload, epoch, batches, loader, rng, record, progress, checkp
             record.sample_seconds.extend(batch.sample_seconds)
             comm.barrier()
             if bar is not None:
-                _progress_update(bar, block, batch_size, comm.size)
-            if checkpointer is not None and step_due(workload.checkpoint, step):
+                _progress_update(bar, block, plan.batch_size, comm.size)
+            if checkpointer is not None and should_checkpoint_after_step(plan.checkpoint, step):
                 block.end = time.time()
                 _checkpoint(comm, checkpointer, record, epoch, step)
                 block = Phase(start=time.time())
@@ -152,7 +164,7 @@ def _eval_due(evaluation, epoch: int) -> bool:
     return since >= 0 and evaluation.epochs_between_evals > 0 and since % evaluation.epochs_between_evals == 0
 
 
-def _evaluate(workload, epoch, plan, loader, rng, record, rank):
+def _evaluate(epoch, plan: RankPlan, loader, rng, record):
     log.info("Starting eval after epoch %d: %d steps", epoch, plan.eval_steps)
     batches = plan.eval_sampler.batches(epoch)[:plan.eval_steps]
     phase = Phase(start=time.time())
@@ -160,7 +172,7 @@ def _evaluate(workload, epoch, plan, loader, rng, record, rank):
     t0 = time.perf_counter()
     for batch in loader.epoch(batches):
         t_loaded = time.perf_counter()
-        _emulate(workload.evaluation.eval_time.sample(rng))
+        _emulate(plan.evaluation.eval_time.sample(rng))
         t_done = time.perf_counter()
         phase.load.append(t_loaded - t0)
         phase.compute.append(t_done - t_loaded)

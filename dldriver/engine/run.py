@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from dldriver.config import derive_plan
+from dldriver.config.model import Workload
 from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
 from dldriver.config.uri import checkpoint_uri
@@ -30,7 +31,7 @@ from dldriver.engine.checkpointing import (check_checkpoint_only, checkpoint_cou
                                            open_checkpointer)
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, rank0_result, world_size
-from dldriver.engine.report import build_checkpoint_report, build_report, print_summary, write_report
+from dldriver.engine.results import build_checkpoint_report, build_report, print_summary, write_report
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.loaders import LOADER_MODULES, check_loader, make_loader
 from dldriver.metrics import caching
@@ -47,9 +48,10 @@ log = logging.getLogger("dldriver")
 
 @dataclass
 class RunSpec:
-    """Everything the ranks share, decided before they start."""
+    """Everything the ranks share, decided before they start: the workload and what is resolved from it
+    once (the dataset, checked; the checkpoint URI; the step counts)."""
 
-    workload: object
+    workload: Workload
     dataset: Optional[Dataset]   # None under srun/mpiexec until rank 0 has checked it (_shared_dataset)
     ranks: int
     steps: int
@@ -59,6 +61,7 @@ class RunSpec:
     quiet: bool
     checkpoint_scale: float
     cell: Optional[dict] = None  # the run's place in a matrix (--cell), recorded in summary.json
+    checkpoint_uri: Optional[str] = None  # where checkpoints go (config.uri), when the run writes or reads any
 
 
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
@@ -76,8 +79,8 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
                               "(datasets are written by `dldriver generate`)")
         check_checkpoint_only(workload, size, checkpoint_scale)
         out = check_run_folder(output or workload.output.folder or "output")
-        check_checkpoint_folder(checkpoint_uri(workload))
-        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell)
+        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell,
+                       _checked_checkpoint_uri(workload))
         return launch(functools.partial(_rank_main, spec=spec), size)
     workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
     check_loader(workload.reader.data_loader)
@@ -85,14 +88,21 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
         raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
                             "run as root or leave it out")
     out = check_run_folder(output or workload.output.folder or "output")
-    if wf.checkpoint:
-        check_checkpoint_folder(checkpoint_uri(workload))
+    ckpt_uri = _checked_checkpoint_uri(workload) if wf.checkpoint else None
     need_eval = _needs_eval(workload)
     # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
     dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
     steps, eval_steps = _steps(workload, size, need_eval)
-    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell)
+    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell,
+                   ckpt_uri)
     return launch(functools.partial(_rank_main, spec=spec), size)
+
+
+def _checked_checkpoint_uri(workload) -> str:
+    """The checkpoint URI, resolved once for the run, if its folder may take checkpoints."""
+    uri = checkpoint_uri(workload)
+    check_checkpoint_folder(uri)
+    return uri
 
 
 def _needs_eval(workload) -> bool:
@@ -184,7 +194,7 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
         write_report(folder, report)
         write_provenance(folder, spec.workload, ranks=comm.size, hosts=report["summary"]["num_hosts"],
                          drop_caches=spec.drop_caches,
-                         storage_uri=spec.dataset.uri if train else checkpoint_uri(spec.workload))
+                         storage_uri=spec.dataset.uri if train else spec.checkpoint_uri)
         print_summary(report["summary"], spec.output)
         return report["summary"]
 
@@ -197,15 +207,15 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
     entropy = comm.bcast(fresh_entropy() if shuffled and comm.rank == 0 else None)
     if comm.rank == 0:
         _announce(spec)
-    plan = RankPlan(
-        epochs=workload.train.epochs, steps=spec.steps, eval_steps=spec.eval_steps,
+    plan = RankPlan.from_workload(
+        workload, spec.steps, spec.eval_steps,
         train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
         eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
         if spec.eval_steps else None,
         drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
         progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
     with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
-        records = run_epochs(comm, workload, plan, train_loader, eval_loader, checkpointer)
+        records = run_epochs(comm, plan, train_loader, eval_loader, checkpointer)
     return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
             "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
             "framework": _framework_version(rd.data_loader)}
@@ -213,7 +223,8 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
     writes, _ = checkpoint_counts(spec.workload)
-    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_scale, writes=writes > 0)
+    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.checkpoint_scale,
+                                     writes=writes > 0)
     if comm.rank == 0:
         log.info("Running checkpoint-only %s on %d rank(s) to %s", spec.workload.model.name, spec.ranks,
                  checkpointer.storage.uri)
@@ -235,7 +246,7 @@ def _loaders(spec: RunSpec, comm: Comm):
             evaluation = make_loader(rd.data_loader, open_source(workload, "valid", spec.dataset.eval_files,
                                                                  spec.dataset.open_storage), rd)
         if workload.workflow.checkpoint:
-            checkpointer = open_checkpointer(comm, workload, spec.checkpoint_scale)
+            checkpointer = open_checkpointer(comm, workload, spec.checkpoint_uri, spec.checkpoint_scale)
         yield train, evaluation, checkpointer
     finally:
         for loader in (train, evaluation):

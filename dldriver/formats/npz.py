@@ -112,9 +112,12 @@ class NpzReader(ArrayFileReader):
         return None if start is None else npy_layout(head, start)
 
     def _whole_layout(self, data):
-        if not zip_complete(data):
+        if not self._ends_well(data):
             raise ValueError("truncated: no end of central directory record")
         return self._layout(data)
+
+    def _ends_well(self, tail) -> bool:
+        return zip_complete(tail)
 
     def _load(self, data):
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:

@@ -19,7 +19,6 @@ from dldriver.config.loader import load_workload_mapping
 from dldriver.config.model import Workload
 from dldriver.config.profiles import ResolvedProfile, resolve_profile
 from dldriver.config.resolved import resolved_dict
-from dldriver.config.uri import _URI, _absolute
 from dldriver.dataset.manifest import load_manifest
 from dldriver.dataset.opening import open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
@@ -27,6 +26,7 @@ from dldriver.dataset.source import SampleSource, open_source
 from dldriver.engine.ranks import launcher_world
 from dldriver.errors import ConfigError, DlDriverError
 from dldriver.storage import open_storage
+from dldriver.uri import split_uri
 
 SPLITS = {"train": "train", "valid": "valid", "eval": "valid"}
 
@@ -53,9 +53,10 @@ def load_config(config, overrides=()) -> Workload:
 def uri_config(uri: str, format: str, **sections) -> dict:
     """A workload dict for a dataset URI and format with DLIO's defaults; when the URI holds a manifest
     (a dataset `dldriver generate` wrote), its dataset keys, so the manifest check passes."""
-    folder = uri if _URI.match(uri) else _absolute(uri)
+    scheme, _ = split_uri(uri)
+    folder = uri if scheme else os.path.abspath(uri)
     doc: dict = {"dataset": {"data_folder": folder, "format": format}}
-    manifest = load_manifest(open_storage(uri if _URI.match(uri) else f"file://{folder}"))
+    manifest = load_manifest(open_storage(folder))
     if manifest is not None:
         stored = dict(manifest.get("config", {}).get("dataset", {}))
         if format is not None and stored.get("format") not in (None, format):

@@ -31,7 +31,7 @@ __all__ = ["Measurement"]
 
 @dataclass
 class _Spec:
-    """What engine.report.build_report reads of a run (engine/run.RunSpec's fields)."""
+    """What engine.results.build_report reads of a run (engine/run.RunSpec's fields)."""
 
     workload: object
     dataset: object
@@ -129,7 +129,7 @@ class Measurement:
         return cov
 
     def _write(self, system: dict) -> Optional[dict]:
-        from dldriver.engine.report import build_report, write_report
+        from dldriver.engine.results import build_report, write_report
         from dldriver.engine.run import _framework_version
         from dldriver.metrics.system import host_info
 

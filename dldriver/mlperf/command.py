@@ -11,11 +11,11 @@ from dldriver.units import GiB
 from dldriver.config import load_workload, resolved_dict
 from dldriver.errors import DlDriverError
 from dldriver.redact import redact
-from dldriver.mlperf.datasize import (RULE_MEMORY, allowed_processes, checkpoint_size,
-                                      workload_training_size)
+from dldriver.mlperf.datasize import (RULE_MEMORY, allowed_processes, checkpoint_size, scaled_files,
+                                      subfolders_for, workload_training_size)
 from dldriver.mlperf.folders import read_run, run_folders
 from dldriver.mlperf.rules import edition as edition_named
-from dldriver.mlperf.search import count_result, next_counts, search_result
+from dldriver.mlperf.search import count_result, dataset_note, next_counts, search_result
 from dldriver.mlperf.verdict import INVALID, Verdict, config_findings, runs_findings
 
 
@@ -25,29 +25,35 @@ def host_memory_bytes(gib: float | None) -> int:
 
 
 def datasize_command(config: str, overrides: list[str], *, hosts: int, accelerators_per_host: int | None,
-                     host_memory_gib: float | None, edition: str, ranks: int | None, as_json: bool) -> int:
+                     host_memory_gib: float | None, edition: str, ranks: int | None, as_json: bool,
+                     dlio_defaults: str = "head", scale: float = 1.0) -> int:
     ed = edition_named(edition)
-    workload = load_workload(config, overrides)
+    workload = load_workload(config, overrides, dlio_defaults=dlio_defaults)
     memory = host_memory_bytes(host_memory_gib)
     if workload.workflow.train:
-        text, data = _training(workload, config, overrides, hosts, accelerators_per_host or 1, memory, ed)
+        text, data = _training(workload, config, overrides, hosts, accelerators_per_host or 1, memory, ed, scale)
+    elif scale != 1:
+        raise DlDriverError(f"--scale: {config} is a checkpoint-only workload; --scale shrinks training datasets")
     else:
         text, data = _checkpoint(workload, hosts, ranks, memory, ed)
     print(json.dumps(data, indent=2) if as_json else text)
     return 0
 
 
-def _training(workload, config, overrides, hosts, per_host, memory, ed):
+def _training(workload, config, overrides, hosts, per_host, memory, ed, scale=1.0):
     size = workload_training_size(workload, hosts=hosts, accelerators_per_host=per_host,
                                   host_memory_bytes=memory, edition=ed)
+    files = scaled_files(size.num_files_train, scale)
+    subfolders = subfolders_for(files, ed)
     d, accelerators = workload.dataset, hosts * per_host
-    new = [f"dataset.num_files_train={size.num_files_train}"]
-    if size.num_subfolders:
-        new.append(f"dataset.num_subfolders_train={size.num_subfolders}")
+    new = [f"dataset.num_files_train={files}"]
+    if subfolders:
+        new.append(f"dataset.num_subfolders_train={subfolders}")
     kept = [o for o in overrides if not o.lstrip("+").removeprefix("workload.").startswith(
         ("dataset.num_files_train=", "dataset.num_subfolders_train="))]
     command = shlex.join(["dldriver", "generate", config, *kept, *new])
     which = "host memory" if size.rule == RULE_MEMORY else f"{ed.min_steps_per_epoch} steps"
+    disk = int(files * size.file_bytes)
     lines = [
         f"{workload.model.name}: MLPerf Storage {ed.name} dataset size for {hosts} host(s) x {per_host} "
         f"accelerator(s), {memory / GiB:.2f} GiB memory per host",
@@ -56,19 +62,22 @@ def _training(workload, config, overrides, hosts, per_host, memory, ed):
         f"  by {ed.min_steps_per_epoch} steps:  {size.files_by_steps} files ({ed.min_steps_per_epoch} x "
         f"{accelerators} accelerators x batch {workload.reader.batch_size} / {d.num_samples_per_file} samples per file)",
         f"num_files_train: {size.num_files_train} (the {which} rule sets it)",
-        f"disk space: {size.disk_bytes / GiB:.2f} GiB ({size.disk_bytes} bytes)",
     ]
-    if size.num_subfolders:
-        lines.append(f"num_subfolders_train: {size.num_subfolders} (above {ed.files_per_folder:,} files, "
-                     f"about {size.num_files_train // size.num_subfolders:,} files per folder)")
+    if scale != 1:
+        lines.append(f"scaled by {scale:g}: {files} files, below the rules' {size.num_files_train} "
+                     "(a test dataset: runs on it are INVALID by the rules)")
+    lines.append(f"disk space: {disk / GiB:.2f} GiB ({disk} bytes)")
+    if subfolders:
+        lines.append(f"num_subfolders_train: {subfolders} (above {ed.files_per_folder:,} files, "
+                     f"about {files // subfolders:,} files per folder)")
     lines += ["generate it with:", f"  {command}", "or add to configs/config.yaml:",
               "  workloads:", f"    {workload.model.name}:", f"      file: {config}", "      overrides:"]
     lines += [f"        - {o}" for o in kept + new]
     data = {"edition": ed.name, "model": workload.model.name, "hosts": hosts, "accelerators_per_host": per_host,
             "host_memory_bytes": memory, "files_by_memory": size.files_by_memory,
             "files_by_steps": size.files_by_steps, "num_files_train": size.num_files_train,
-            "rule": size.rule, "disk_bytes": size.disk_bytes, "num_subfolders_train": size.num_subfolders,
-            "generate_command": command, "overrides": kept + new}
+            "rule": size.rule, "scale": scale, "num_files_generate": files, "disk_bytes": disk,
+            "num_subfolders_train": subfolders, "generate_command": command, "overrides": kept + new}
     return "\n".join(lines), data
 
 
@@ -108,20 +117,21 @@ DISCLAIMER = ("dl-driver is not MLPerf's reference implementation: CLOSED means 
 
 def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: int,
                   accelerators_per_host: int | None, host_memory_gib: float | None, edition: str,
-                  drop_caches: bool, as_json: bool) -> int:
+                  drop_caches: bool, as_json: bool, dlio_defaults: str = "head") -> int:
     """The verdict on a config before it runs or, with `runs`, on those run folders. Exit 0 for CLOSED or
     OPEN, 3 for INVALID."""
     ed = edition_named(edition)
-    reference_workload = load_workload(config)
+    reference_workload = load_workload(config, dlio_defaults=dlio_defaults)
     reference = redact(resolved_dict(reference_workload))
     if runs:
         memory = host_memory_bytes(host_memory_gib) if host_memory_gib is not None else None
         records = [read_run(folder, memory) for folder in run_folders(runs)]
-        workload = load_workload(config, overrides) if not records[0].config["workflow"]["train"] else None
+        workload = (load_workload(config, overrides, dlio_defaults=dlio_defaults)
+                    if not records[0].config["workflow"]["train"] else None)
         findings = runs_findings(ed, reference, records, workload=workload)
         subject = f"{len(records)} run(s) of {config}"
     else:
-        workload = load_workload(config, overrides)
+        workload = load_workload(config, overrides, dlio_defaults=dlio_defaults)
         actual = redact(resolved_dict(workload))
         per_host = accelerators_per_host or _default_per_host(workload, hosts, ed)
         findings = config_findings(ed, reference, actual, hosts=hosts, accelerators=hosts * per_host,
@@ -139,6 +149,16 @@ def check_command(config: str, overrides: list[str], *, runs: list[str], hosts: 
     return 3 if verdict.division == INVALID else 0
 
 
+def _read_datasize(path: str) -> dict:
+    """`dldriver datasize --json` output of a training workload, as the workflow keeps it."""
+    try:
+        size = json.loads(Path(path).read_text(encoding="utf-8"))
+        return size | {"scale": size.get("scale", 1), "num_files_generate": size.get("num_files_generate",
+                                                                                     size["num_files_train"])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DlDriverError(f"{path}: not a `dldriver datasize --json` output of a training workload ({e})") from e
+
+
 def _default_per_host(workload, hosts: int, ed) -> int:
     """Training: 1 accelerator per host; checkpointing: the CLOSED process count spread over the hosts."""
     allowed = None if workload.workflow.train else allowed_processes(workload.model.name, ed)
@@ -146,7 +166,7 @@ def _default_per_host(workload, hosts: int, ed) -> int:
 
 
 def search_round_command(cells: list[str], *, sweep: list[int], runs: int, edition: str, out: str,
-                         workload: str | None = None) -> int:
+                         workload: str | None = None, datasize: str | None = None) -> int:
     """One round of the accelerator search from the run folders of the counts tried so far (each
     `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON."""
     ed = edition_named(edition)
@@ -172,6 +192,11 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
             "first_fail_per_host": outcome.first_fail.count if outcome.first_fail else None,
             "hosts": first.hosts,
             "sentence": outcome.sentence(model, first.dataset)}
+    if datasize:
+        size = _read_datasize(datasize)
+        data["dataset"] = {k: size[k] for k in ("num_files_train", "num_files_generate", "scale", "rule",
+                                                "host_memory_bytes", "accelerators_per_host")}
+        data["sentence"] += dataset_note(size["num_files_generate"], size["num_files_train"])
     Path(out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(data["sentence"] if not data["next"] else f"next counts: {data['next']}")
     return 0

@@ -53,9 +53,20 @@ def training_size(*, record_length_bytes: float, num_samples_per_file: int, batc
     file_bytes = num_samples_per_file * record_length_bytes
     by_memory = int(edition.host_memory_multiplier * hosts * host_memory_bytes // file_bytes)
     by_steps = edition.min_steps_per_epoch * hosts * accelerators_per_host * batch_size // num_samples_per_file
-    files = max(by_memory, by_steps)
-    subfolders = files // edition.files_per_folder if files > edition.files_per_folder else 0
-    return TrainingSize(by_memory, by_steps, file_bytes, subfolders)
+    return TrainingSize(by_memory, by_steps, file_bytes, subfolders_for(max(by_memory, by_steps), edition))
+
+
+def scaled_files(num_files_train: int, scale: float) -> int:
+    """A shrunk dataset for a test or a demo: scale (0 < scale <= 1) x the rules' count, at least one file.
+    Anything below 1 makes the dataset smaller than the rules require (a run on it is INVALID)."""
+    if not 0 < scale <= 1:
+        raise DlDriverError(f"--scale: must be above 0 and at most 1, got {scale}")
+    return max(1, int(round(num_files_train * scale, 9)))   # rounded first: 100 x 0.29 is 28.999...96
+
+
+def subfolders_for(num_files: int, edition: Edition) -> int:
+    """num_subfolders_train for a dataset of num_files: files // files_per_folder above that many, else 0."""
+    return num_files // edition.files_per_folder if num_files > edition.files_per_folder else 0
 
 
 def workload_training_size(workload, *, hosts: int, accelerators_per_host: int, host_memory_bytes: int,

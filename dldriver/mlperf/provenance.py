@@ -18,13 +18,13 @@ from pathlib import Path
 from dldriver.metrics.system import host_info
 from dldriver.mlperf.rules import CHECKPOINT_CLOSED_OVERRIDES, EDITIONS
 from dldriver.redact import redact
+from dldriver.uri import SCHEMES, split_uri
 from dldriver.version import git_commit
 
 SCHEMA = "dldriver-run-provenance/1"
 FILE = "provenance.json"
-# The framework distribution each loader runs on, and the SDK each storage scheme talks through.
+# The framework distribution each loader runs on (the SDK each storage scheme talks through: dldriver.uri).
 FRAMEWORKS = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
-SDKS = {"s3": "boto3", "az": "azure-storage-blob"}
 SITE_TUNABLES = frozenset().union(*(e.closed_overrides for e in EDITIONS.values()), CHECKPOINT_CLOSED_OVERRIDES)
 
 
@@ -82,14 +82,15 @@ def provenance(workload, *, ranks: int, hosts: int, drop_caches, storage_uri: st
     config = redact(resolved_dict(workload))
     host = host_info()
     framework = FRAMEWORKS.get(workload.reader.data_loader if workload.workflow.train else workload.framework)
-    scheme = storage_uri.split("://", 1)[0]
+    scheme, _ = split_uri(storage_uri)
+    sdk = SCHEMES[scheme].sdk_distribution if scheme in SCHEMES else None
     return {
         "schema": SCHEMA,
         "dldriver": {"version": _version("dldriver"), "git_commit": git_commit() or "unknown"},
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "framework": {"name": framework or "none", "version": _version(framework)},
-        "storage_sdk": {"name": SDKS.get(scheme, "none"), "version": _version(SDKS.get(scheme))},
+        "storage_sdk": {"name": sdk or "none", "version": _version(sdk)},
         "host": {"hostname": host["hostname"], "cpu": host["host_processor_name"] or "unknown",
                  "cpu_count": host["host_cpu_count"], "memory_GiB": host["host_memory_GB"]},
         "launcher": launcher(),

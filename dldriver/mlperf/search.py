@@ -80,3 +80,10 @@ class SearchResult:
 def search_result(results: Mapping[int, CountResult], hosts: int = 1) -> SearchResult:
     best, first_fail = _bounds(results)
     return SearchResult(results.get(best), results.get(first_fail) if first_fail else None, hosts)
+
+
+def dataset_note(generated: int, required: int) -> str:
+    """What the result sentence adds when the dataset is not the size the rules ask for (a scaled demo)."""
+    if generated >= required:
+        return ""
+    return f"; dataset {generated} of the {required} files the MLPerf rules ask for ({100 * generated / required:.2g} %)"

@@ -124,11 +124,27 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def ephemeral_ports_start(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    """The first port the kernel hands out to outgoing connections (32768 unless configured)."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(size: int) -> int:
-    """The first of `size` consecutive ports free on 127.0.0.1 (for instances beside the default ones)."""
+    """The first of `size` consecutive ports free on 127.0.0.1 (for instances beside the default ones).
+
+    Below the ephemeral range where it can: a port found free there stays free until the server binds
+    it (or binds it again after a restart), where any outgoing connection could take an ephemeral one.
+    """
     rng = random.Random()
+    low, high = 20000, ephemeral_ports_start()
+    if high - low < 1000 + size:
+        high = 60000
     for _ in range(100):
-        base = rng.randrange(20000, 60000 - size)
+        base = rng.randrange(low, high - size)
         if not any(port_in_use(p) for p in range(base, base + size)):
             return base
     raise ServiceError(f"no {size} consecutive free ports found on 127.0.0.1")

@@ -1,6 +1,5 @@
-"""Storage backends behind one small protocol (see base.Storage), picked by URI scheme."""
+"""Storage backends behind one small protocol (see base.Storage), picked by URI scheme (registry)."""
 from dldriver.storage.base import MissingContainerError, MissingObjectError, Storage, Writer
-from dldriver.storage.uri import SCHEMES, open_storage, split_uri
+from dldriver.storage.registry import open_storage
 
-__all__ = ["MissingContainerError", "MissingObjectError", "SCHEMES", "Storage", "Writer", "open_storage",
-           "split_uri"]
+__all__ = ["MissingContainerError", "MissingObjectError", "Storage", "Writer", "open_storage"]

@@ -13,13 +13,14 @@ listing or stat-ing a missing bucket is an error.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from dldriver.errors import StorageError
-from dldriver.storage.base import (ClientCache, MissingContainerError, MissingObjectError, ObjectStorage,
+from dldriver.storage.base import (ClientCache, Fill, MissingContainerError, MissingObjectError, ObjectStorage,
                                    PartUploads, Writer, check_range, join_uri, short_read)
 
 MiB = 1 << 20
@@ -76,13 +77,58 @@ def _make_client(settings: tuple):
 _clients = ClientCache(_make_client)
 
 
+def body_into(body, fill: Fill) -> None:
+    """Read a GET's body (botocore's StreamingBody) into `fill`.
+
+    botocore's read() and urllib3's readinto() both hand back a new bytes object per call (urllib3's
+    readinto reads into one, then copies it over), so a body read through them is copied once more into
+    the caller's memory: ~0.2 CPU-s per GB on 2 cores, taken from the storage server beside us. Under
+    urllib3 sits an http.client response, whose readinto receives from the socket into the buffer
+    itself. That path is taken when the body is plain (no content encoding for urllib3 to decode);
+    urllib3's error handling is kept around it (its _error_catcher: socket errors become its exceptions,
+    a broken connection is discarded, a finished one goes back to the pool) and its errors are raised
+    as botocore's, as StreamingBody.read raises them. Otherwise the body goes through StreamingBody's
+    own readinto.
+    """
+    from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    catcher = getattr(raw, "_error_catcher", None)
+    direct = (isinstance(fp, http.client.HTTPResponse) and catcher is not None
+              and not raw.headers.get("content-encoding"))
+    try:
+        with catcher() if direct else nullcontext():
+            if not _read_into(fp.readinto if direct else body.readinto, fill) and direct:
+                # Raised inside urllib3's catcher, so that the connection is dropped, not pooled.
+                raise http.client.IncompleteRead(b"", fill.size - fill.filled)
+    except Urllib3ReadTimeout as err:
+        raise ReadTimeoutError(endpoint_url=err.url, error=err) from err
+    except ProtocolError as err:
+        raise ResponseStreamingError(error=err) from err
+    if fill.filled != fill.size:
+        raise IncompleteReadError(actual_bytes=fill.filled, expected_bytes=fill.size)
+
+
+def _read_into(readinto, fill: Fill) -> bool:
+    """Fill `fill` by readinto calls; False when the stream ends first."""
+    for view in fill.views():
+        while view.nbytes:
+            n = readinto(view)
+            if n == 0:
+                return False
+            fill.advance(n)
+            view = view[n:]
+    return True
+
+
 class S3Storage(ObjectStorage):
     scheme = "s3"
     attempts_option = "s3_max_attempts"
 
     def __init__(self, bucket: str, prefix: str = "", options: dict | None = None, threads: int = 8):
-        if not bucket:
-            raise StorageError("s3://: a bucket name is required (s3://bucket/prefix)")
         self.bucket = bucket
         super().__init__(bucket, prefix, options, threads)
         opts = self._opts
@@ -236,6 +282,28 @@ class S3Storage(ObjectStorage):
 
     def get(self, key: str) -> bytes:
         return self._read(key)
+
+    def get_into(self, key: str, buffers) -> int:
+        """The body read from the socket straight into the caller's buffers (see body_into), retrying a
+        body cut off mid-stream as _read does."""
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
+        uri = self.key_uri(key)
+        attempt = 1
+        while True:
+            with self._calls(uri):
+                response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+                body = response["Body"]
+                try:
+                    fill = Fill(buffers(response["ContentLength"]), response["ContentLength"], uri)
+                    body_into(body, fill)
+                    return fill.size
+                except (IncompleteReadError, ReadTimeoutError, ResponseStreamingError):
+                    if attempt >= self.max_attempts:
+                        raise
+                finally:
+                    body.close()
+            attempt += 1
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         uri = self.key_uri(key)

@@ -1,11 +1,12 @@
-"""Map a storage URI to its backend, as fsspec does: the scheme picks the module.
+"""Map a storage URI to its backend, as fsspec's registry does: the scheme picks the module.
 
     /abs/path, rel/path, file:///abs/path   -> FileStorage
     direct:///abs/path                      -> DirectStorage (O_DIRECT reads)
     s3://bucket[/prefix]                    -> S3Storage
     az://container[/prefix]                 -> AzureStorage
 
-Backends are imported only when used, so a file:// run never loads boto3 or the Azure SDK.
+The schemes and their parsing are dldriver.uri's. Backends are imported only when used, so a file:// run
+never loads boto3 or the Azure SDK.
 """
 from __future__ import annotations
 
@@ -14,16 +15,7 @@ import os
 from dldriver.errors import StorageError
 from dldriver.extras import require
 from dldriver.storage.base import Storage
-
-SCHEMES = ("file", "direct", "s3", "az")
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """(scheme, rest): a bare path is ("file", path); "s3://b/p" is ("s3", "b/p")."""
-    if "://" not in uri:
-        return "file", uri
-    scheme, rest = uri.split("://", 1)
-    return scheme.lower(), rest
+from dldriver.uri import SCHEMES, root_and_prefix, scheme_problem, split_uri
 
 
 def _local_path(uri: str, rest: str) -> str:
@@ -33,17 +25,19 @@ def _local_path(uri: str, rest: str) -> str:
     return os.path.abspath(rest)
 
 
-def _bucket_and_prefix(uri: str, rest: str) -> tuple[str, str]:
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise StorageError(f"{uri}: a bucket or container name is required")
-    return bucket, prefix.strip("/")
+def _root_and_prefix(uri: str, scheme: str, rest: str) -> tuple[str, str]:
+    root, prefix = root_and_prefix(rest)
+    if not root:
+        raise StorageError(f"{uri}: a {SCHEMES[scheme].root} name is required")
+    return root, prefix
 
 
 def open_storage(uri: str, options: dict | None = None, threads: int = 8) -> Storage:
     """The storage rooted at `uri`. `options` are DLIO's storage_options (credentials, endpoint, ...);
     `threads` sizes the connection pool of object stores to the readers that will share it."""
-    scheme, rest = split_uri(str(uri))
+    uri = str(uri)
+    scheme, rest = split_uri(uri)
+    scheme = scheme or "file"
     if scheme == "file":
         from dldriver.storage.file import FileStorage
         return FileStorage(_local_path(uri, rest))
@@ -51,12 +45,11 @@ def open_storage(uri: str, options: dict | None = None, threads: int = 8) -> Sto
         from dldriver.storage.direct import DirectStorage
         return DirectStorage(_local_path(uri, rest))
     if scheme == "s3":
-        require("boto3")
+        require(SCHEMES[scheme].sdk)
         from dldriver.storage.s3 import S3Storage
-        return S3Storage(*_bucket_and_prefix(uri, rest), options=options, threads=threads)
+        return S3Storage(*_root_and_prefix(uri, scheme, rest), options=options, threads=threads)
     if scheme == "az":
-        require("azure.storage.blob")
+        require(SCHEMES[scheme].sdk)
         from dldriver.storage.azure import AzureStorage
-        return AzureStorage(*_bucket_and_prefix(uri, rest), options=options, threads=threads)
-    raise StorageError(f"{uri}: unknown storage scheme {scheme!r}; known: {', '.join(SCHEMES)} "
-                       "(or a plain path)")
+        return AzureStorage(*_root_and_prefix(uri, scheme, rest), options=options, threads=threads)
+    raise StorageError(scheme_problem(scheme, uri))

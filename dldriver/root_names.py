@@ -43,6 +43,3 @@ def azure_container_problem(name: str) -> str | None:
         return (f"Azure container name {name!r} may hold only lowercase letters, digits and single '-' "
                 "between them, beginning with a letter or digit")
     return None
-
-
-ROOT_NAME_PROBLEM = {"s3": s3_bucket_problem, "az": azure_container_problem}
