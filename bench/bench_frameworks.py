@@ -5,12 +5,18 @@ run, with the same workers/threads and batch size. Prints samples/s (or bytes/s)
   with the same num_workers and batch size (target >= 1.0); and vs `dldriver run`'s pytorch loader on
   the same data (target >= 0.9), both as `dldriver run` reports it (a fresh run per figure, so worker
   start-up counts) and as the loader's own epochs over the same batches (PyTorchLoader, workers kept).
+- torch-iterable: the iterable dataset (batches read whole) vs its old per-sample way, same DataLoader.
 - tensorflow: DlioTensorFlowDataset on tfrecord vs a plain TFRecordDataset -> parse -> batch pipeline
-  (target >= 0.9).
-- jax: DlioJaxDataset vs the native loader's bytes/s under `dldriver run` (target >= 0.9).
+  (target >= 0.9): iterating the object (counted in Python, as Measurement iterates it) and its
+  `dataset()` (counted by a stage of tf.Variable updates in the pipeline, what model.fit gets).
+- tensorflow-s3: the TF API on S3 (a SeaweedFS started here) vs a plain boto3 GET + tf.io.parse_example
+  loop making the same requests with the same threads (target >= 0.9).
+- jax: DlioJaxDataset vs the native loader's epochs over the same batches, and vs `dldriver run`'s
+  native bytes/s (target >= 0.9).
 
     .venv/bin/python bench/bench_frameworks.py [--files 256] [--record 131072] [--workers 2] [--repeat 3]
-Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files).
+Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files); the
+sides of a comparison run in turn (a, b, a, b, ...) where marked so in their function.
 """
 from __future__ import annotations
 
@@ -45,6 +51,21 @@ def _best(fn, repeat: int) -> float:
         n = fn()
         rates.append(n / (time.perf_counter() - t0))
     return max(rates)
+
+
+def _alternating(fns, repeat: int) -> list[tuple[float, float]]:
+    """(items per second, best of `repeat`; this process's CPU seconds per item, median) of each fn, the
+    fns run in turn (a, b, a, b, ...) after one warm-up each, so a shared machine's load falls on all."""
+    for fn in fns:
+        fn()
+    rates, cpus = [[] for _ in fns], [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = fn()
+            rates[i].append(n / (time.perf_counter() - t0))
+            cpus[i].append((time.process_time() - c0) / n)
+    return [(max(r), float(np.median(c))) for r, c in zip(rates, cpus)]
 
 
 def bench_torch(root: Path, args) -> dict:
@@ -85,12 +106,46 @@ def bench_torch(root: Path, args) -> dict:
             "api / run loader": api / loader}
 
 
+def bench_torch_iterable(root: Path, args) -> dict:
+    """The iterable dataset as it reads now (each batch read whole into one tensor, its rows handed back
+    to `collate` as that tensor) against the old way in the same run (a sample at a time, stacked by
+    torch's default_collate), both in the factory's DataLoader with the same workers and batch size."""
+    from torch.utils.data import default_collate, get_worker_info
+
+    from dldriver.dataset.sampler import split_among_workers
+    from dldriver.torch import DlioPyTorchIterableDataset, make_dataloader
+
+    doc = _doc(root / "npz", "npz", "pytorch", args.files, args.record, args.batch, args.workers)
+    if not (root / "npz").exists():
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
+
+    class PerSample(DlioPyTorchIterableDataset):
+        """The old __iter__: one read and one tensor per sample."""
+
+        def __iter__(self):
+            batches = self.reading.sampler.batches(self.epoch)
+            worker = get_worker_info()
+            if worker is not None:
+                batches = split_among_workers(batches, worker.num_workers)[worker.id]
+            for keys in batches:
+                for file_idx, sample_idx in keys:
+                    yield self._read(file_idx, sample_idx)
+
+    new = make_dataloader(DlioPyTorchIterableDataset(doc), multiprocessing_context="fork")
+    old = make_dataloader(PerSample(doc), multiprocessing_context="fork", collate_fn=default_collate)
+    (ours, _), (before, _) = _alternating(  # (CPU of the main process alone: the workers read)
+        [lambda: sum(len(b) for b in new), lambda: sum(len(b) for b in old)], args.repeat)
+    return {"iterable samples/s": ours, "per-sample iterable samples/s": before,
+            "iterable / per-sample": ours / before}
+
+
 def bench_tensorflow(root: Path, args) -> dict:
     import tensorflow as tf
 
     from dldriver.tensorflow import DlioTensorFlowDataset
 
     doc = _doc(root / "tfr", "tfrecord", "tensorflow", args.files, args.record, args.batch, args.workers)
+    doc["reader"]["prefetch_size"] = 2  # as the plain pipeline's prefetch(2)
     generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
     paths = sorted(str(p) for p in (root / "tfr" / "train").glob("*.tfrecord"))
     ours = DlioTensorFlowDataset(doc)
@@ -103,31 +158,127 @@ def bench_tensorflow(root: Path, args) -> dict:
     plain = (tf.data.Dataset.from_tensor_slices(paths)
              .interleave(tf.data.TFRecordDataset, cycle_length=args.workers, num_parallel_calls=args.workers)
              .map(parse, num_parallel_calls=args.workers).batch(args.batch, drop_remainder=True).prefetch(2))
-    api = _best(lambda: sum(int(b.shape[0]) for b in ours.dataset()), args.repeat)
-    hand = _best(lambda: sum(int(b.shape[0]) for b in plain), args.repeat)
-    return {"api samples/s": api, "TFRecordDataset samples/s": hand, "api / TFRecordDataset": api / hand}
+    (api, _), (fit, _), (hand, _) = _alternating(
+        [lambda: sum(int(b.shape[0]) for b in ours), lambda: sum(int(b.shape[0]) for b in ours.dataset()),
+         lambda: sum(int(b.shape[0]) for b in plain)], args.repeat)
+    return {"api samples/s": api, "api dataset() samples/s": fit, "TFRecordDataset samples/s": hand,
+            "api / TFRecordDataset": api / hand, "api dataset() / TFRecordDataset": fit / hand}
+
+
+def _plain_s3_get(threads: int, bucket: str):
+    """One boto3 GET (whole, or a byte range), with the SDK settings of dl-driver's client and
+    bench_object_reads.py: path-style, max(10, threads) pooled connections, no checksums or signing of
+    the payload."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(
+        max_pool_connections=max(10, threads), s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+
+    def get(key, rng=None):
+        kwargs = {"Range": f"bytes={rng[0]}-{rng[0] + rng[1] - 1}"} if rng else {}
+        return client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+    return get
+
+
+def bench_tensorflow_s3(root: Path, args) -> dict:
+    """The TF API on S3 (SeaweedFS started here) against a plain loop: a pool of --workers threads making
+    the requests dl-driver's tfrecord reader makes (each file's index object, then one ranged GET per
+    record), each batch of records parsed into a tf tensor by tf.io.parse_example."""
+    import os
+    import uuid
+
+    import tensorflow as tf
+
+    from dldriver import services
+    from dldriver.services import process, seaweedfs
+    from dldriver.storage import open_storage
+    from dldriver.storage.s3 import S3Storage
+    from dldriver.tensorflow import DlioTensorFlowDataset
+
+    state = root / "services"
+    os.environ.update(services.start_s3(state, port=process.free_port_block(seaweedfs.PORT_SPAN)))
+    try:
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        S3Storage(bucket).create_bucket()
+        files = max(1, args.files // args.s3_records)
+        doc = _doc(f"s3://{bucket}/tfr", "tfrecord", "tensorflow", files, args.record, args.batch, args.workers)
+        doc["dataset"]["num_samples_per_file"] = args.s3_records
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
+        ours = DlioTensorFlowDataset(doc)
+        shape = ours.reading.source.files[0].shape
+        storage = open_storage(f"s3://{bucket}/tfr")
+        requests = []
+        for key in sorted(k for k in storage.list("train/") if k.endswith(".tfrecord")):
+            index = storage.get(f"index/{key}.idx").decode().split()
+            offsets = list(zip(map(int, index[0::2]), map(int, index[1::2])))
+            requests.append([(f"tfr/index/{key}.idx", None)] + [(f"tfr/{key}", o) for o in offsets])
+        get = _plain_s3_get(args.workers, bucket)
+        features = {"image": tf.io.FixedLenFeature([], tf.string)}
+
+        def plain_epoch():
+            from concurrent.futures import ThreadPoolExecutor
+
+            def records(file_requests):  # the index first (as dl-driver reads it), then each record
+                get(*file_requests[0])
+                return [bytes(get(*r))[12:-4] for r in file_requests[1:]]
+
+            n, pending = 0, []
+            with ThreadPoolExecutor(args.workers) as pool:
+                for got in pool.map(records, requests):
+                    pending += got
+                    while len(pending) >= args.batch:
+                        images = tf.io.parse_example(pending[:args.batch], features)["image"]
+                        n += int(tf.reshape(tf.io.decode_raw(images, tf.uint8), [-1, *shape]).shape[0])
+                        pending = pending[args.batch:]
+            return n
+
+        (api, api_cpu), (hand, hand_cpu) = _alternating(
+            [lambda: sum(int(b.shape[0]) for b in ours.dataset()), plain_epoch], args.repeat)
+        ours.close()
+        return {"api S3 samples/s": api, "boto3 loop samples/s": hand, "api / boto3 loop": api / hand,
+                "api CPU ms/sample": api_cpu * 1e3, "boto3 loop CPU ms/sample": hand_cpu * 1e3}
+    finally:
+        services.stop_s3(state)
 
 
 def bench_jax(root: Path, args) -> dict:
+    """DlioJaxDataset (jax.Array batches, block_until_ready on each) against the native loader's epochs
+    over the same batches (NativeLoader: the same source, read_threads and prefetch, its pool kept), run
+    alternately in one process; and `dldriver run`'s native bytes/s (a fresh run per figure: its pool
+    start-up counts) for reference."""
     from dldriver.jax import DlioJaxDataset
+    from dldriver.loaders.native import NativeLoader
 
     doc = _doc(root / "npz", "npz", "jax", args.files, args.record, args.batch, args.workers)
+    if not (root / "npz").exists():
+        generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
     data = DlioJaxDataset(doc)
+    reader = data.workload.reader
+    native = NativeLoader(data.reading.source, max(1, reader.read_threads), data.profile.prefetch_buffer_size)
+    batches = data.reading.sampler.batches(1)
 
-    def epoch():
+    def api_epoch():
         n = 0
         for batch in data:
             batch.block_until_ready()
             n += batch.nbytes
         return n
 
-    api = _best(epoch, args.repeat)
+    (api, api_cpu), (loader, loader_cpu) = _alternating(
+        [api_epoch, lambda: sum(b.data.nbytes for b in native.epoch(batches))], args.repeat)
+    native.close()
+    data.close()
     runs = []
     for _ in range(args.repeat):
         summary = run_workload(load_workload_mapping({**doc, "reader": {**doc["reader"], "data_loader": "native"}}),
                                output=root / "run-native", quiet=True)
         runs.append(summary["dldriver"]["true_MB_per_second"] * 2**20)
-    return {"api bytes/s": api, "native run bytes/s": max(runs), "api / native": api / max(runs)}
+    # CPU seconds per GB (this process, every thread): steadier than bytes/s on a shared machine
+    return {"api bytes/s": api, "native loader bytes/s": loader, "native run bytes/s": max(runs),
+            "api / native loader": api / loader, "api / native run": api / max(runs),
+            "api CPU s/GB": api_cpu * 2**30, "native loader CPU s/GB": loader_cpu * 2**30}
 
 
 def main() -> None:
@@ -137,17 +288,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["torch", "tensorflow", "jax"], action="append")
+    parser.add_argument("--s3-records", type=int, default=8, help="records per tfrecord object on S3")
+    parser.add_argument("--only", choices=["torch", "torch-iterable", "tensorflow", "tensorflow-s3", "jax"],
+                        action="append")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as tmp:
-        for name, bench in (("torch", bench_torch), ("tensorflow", bench_tensorflow), ("jax", bench_jax)):
+        for name, bench in (("torch", bench_torch), ("torch-iterable", bench_torch_iterable),
+                            ("tensorflow", bench_tensorflow),
+                            ("tensorflow-s3", bench_tensorflow_s3), ("jax", bench_jax)):
             if args.only and name not in args.only:
                 continue
-            if name == "jax" and not (Path(tmp) / "npz").exists():
-                bench_torch(Path(tmp), argparse.Namespace(**{**vars(args), "repeat": 1}))
             for key, value in bench(Path(tmp), args).items():
-                print(f"{name:<10} {key:<28} {value:12.3f}" if "/" in key and "s" not in key.split("/")[-1]
-                      else f"{name:<10} {key:<28} {value:12.1f}")
+                fine = (" / " in key and not key.endswith("/s")) or "CPU" in key  # ratios and CPU costs
+                print(f"{name:<14} {key:<30} {value:12.3f}" if fine else f"{name:<14} {key:<30} {value:12.1f}")
 
 
 if __name__ == "__main__":

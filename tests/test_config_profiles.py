@@ -17,13 +17,24 @@ def test_validate_shows_the_resolved_profile_and_its_origins(tmp_path, capsys):
     assert main(["validate", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     torch_profile = data["profiles"]["pytorch"]
-    assert torch_profile["batch_size"] == {"value": 8, "from": "pytorch_config.batch_size"}
+    # the file and the key as written there (the nested form), not the top-level spelling it folds into
+    assert torch_profile["batch_size"] == {"value": 8, "from": f"{path}: framework_profiles.pytorch.batch_size"}
     assert torch_profile["num_workers"] == {"value": 1, "from": "reader.read_threads"}
     assert data["profiles"]["jax"]["prefetch_buffer_size"]["value"] == 4
     assert data["profiles"]["tensorflow"]["batch_size"] == {"value": 2, "from": "reader.batch_size"}
     assert data["plan"]["steps_per_epoch"] == 1  # 8 samples, batch 8 from the pytorch profile
     assert main(["validate", str(path)]) == 0
-    assert "pytorch profile (value, from)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pytorch profile (value, from)" in out
+    assert f"4  ({path}: framework_profiles.jax.prefetch_buffer_size)" in out
+    # an override names itself, as written; the top-level form names its own key
+    assert main(["validate", str(path), "framework_profiles.pytorch.batch_size=4", "--json"]) == 0
+    origin = json.loads(capsys.readouterr().out)["profiles"]["pytorch"]["batch_size"]
+    assert origin == {"value": 4, "from": "override framework_profiles.pytorch.batch_size"}
+    top = write_config(tmp_path / "top.yaml", workload_doc(tmp_path / "d", "npz", jax_config={"seed": 5}))
+    assert main(["validate", str(top), "--json"]) == 0
+    origin = json.loads(capsys.readouterr().out)["profiles"]["jax"]["seed"]
+    assert origin == {"value": 5, "from": f"{top}: jax_config.seed"}
 
 
 def test_validate_names_a_bad_profile_key(tmp_path, capsys):

@@ -57,3 +57,4 @@ def test_a_loop_that_measured_nothing_is_an_error(tmp_path):
         with Measurement(DlioPyTorchDataLoader.from_config(doc), tmp_path / "out"):
             pass
     assert not (tmp_path / "out").exists()
+

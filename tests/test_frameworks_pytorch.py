@@ -110,6 +110,26 @@ def test_workers_under_fork_and_spawn_read_the_samplers_batches(npz, context, it
     assert loader.dataset.take_counts()[1] == 2 * 7 * 2
 
 
+def test_iterable_batches_are_read_whole_and_not_restacked(npz):
+    from torch.utils.data import DataLoader, default_collate
+
+    from dldriver.frameworks.pytorch import collate, make_dataloader
+
+    expected = expected_samples(f"file://{npz['dataset']['data_folder']}")
+    data = DlioPyTorchIterableDataset(npz, drop_last=False)
+    rows = list(data)
+    assert [expected[r.numpy().tobytes()] for r in rows] == [(f, s) for f in range(FILES) for s in range(SAMPLES)]
+    first = collate(rows[:2])  # both rows of the first batch: that batch's tensor itself, no copy
+    assert first.data_ptr() == rows[0].data_ptr() and first.shape == (2, 16, 16)
+    mixed = collate(rows[1:3])  # rows of two batches: stacked as default_collate does
+    assert mixed.data_ptr() not in (rows[1].data_ptr(), rows[2].data_ptr())
+    assert torch.equal(mixed, default_collate(rows[1:3]))
+    # a DataLoader of another batch size, or torch's own collate, still gets the right samples
+    for loader in (make_dataloader(data, num_workers=0, batch_size=3), DataLoader(data, batch_size=2)):
+        assert [expected[r.numpy().tobytes()] for b in loader for r in b] == [
+            (f, s) for f in range(FILES) for s in range(SAMPLES)]
+
+
 def test_pickled_dataset_reads_the_same(npz):
     for kind in (DlioPyTorchDataset, DlioPyTorchIterableDataset):
         ds = kind(npz)
@@ -138,7 +158,8 @@ def test_profile_keys_shape_the_dataloader(npz, caplog):
     assert loader.pin_memory is False and "no CUDA device" in caplog.text  # CPU-only machine
     assert [len(b) for b in loader] == [3, 3, 3, 3, 3]
     origins = loader.dataset.profile.origins
-    assert origins["batch_size"] == "pytorch_config.batch_size" and origins["seed"] == "train.seed"
+    assert origins["batch_size"] == "<mapping>: pytorch_config.batch_size" and origins["seed"] == "train.seed"
+    assert DlioPyTorchDataset(doc, batch_size=2).profile.origins["batch_size"] == "argument batch_size"
 
 
 def test_profile_falls_back_to_dlio_keys(npz):

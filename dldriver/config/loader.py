@@ -25,6 +25,7 @@ from dldriver.config.model import Workload
 from dldriver.config.overrides import OverrideError, parse_override
 from dldriver.config.profiles import fold_framework_profiles
 from dldriver.config.schema import build_workload, path_problem
+from dldriver.config.spelling import as_written
 from dldriver.config.yamlread import MAX_CONFIG_BYTES, DuplicateKeyError, check_size, parse_yaml
 from dldriver.errors import ConfigError
 
@@ -130,7 +131,7 @@ def read_document(source: str) -> dict:
 def _load(source: str, overrides: list, dlio_defaults: str, doc: dict | None = None) -> Workload:
     doc = read_document(source) if doc is None else doc
     doc, problems, origin = to_head(doc)
-    hydra = {}
+    hydra, overridden = {}, set()
     for text in overrides:
         try:
             override = parse_override(text)
@@ -140,7 +141,10 @@ def _load(source: str, overrides: list, dlio_defaults: str, doc: dict | None = N
         if override.hydra:
             hydra[override.path] = override
         else:
-            problems += _apply(doc, override, origin)
+            found = _apply(doc, override, origin)
+            problems += found
+            if not found:
+                overridden.add(".".join(override.path))
     drop_never_read(doc)
     run_dir, output_subdir = hydra_settings(hydra)
     if run_dir is not None and _get(doc, ("output", "folder")) in (_ABSENT, None):
@@ -163,6 +167,8 @@ def _load(source: str, overrides: list, dlio_defaults: str, doc: dict | None = N
         raise ConfigError([_format(p, m, origin) for p, m in problems], source)
     workload.source = source
     workload.output_subdir = output_subdir
+    workload.spellings = dict(origin)
+    workload.overridden = frozenset(overridden)
     return workload
 
 
@@ -316,8 +322,5 @@ def _delete(doc: dict, path: tuple) -> None:
 
 def _format(path: str, message: str, origin: dict) -> str:
     """`key.path: message`, naming the key as the user spelled it."""
-    for head, written in origin.items():
-        if path == head or path.startswith(head + "."):
-            path = written + path[len(head):]
-            break
+    path = as_written(path, origin)
     return f"{path}: {message}" if path else message

@@ -215,6 +215,10 @@ class Workload:
     dlio_defaults: str = field(default="head", metadata={"internal": True})
     # `++hydra.output_subdir=NAME`: the run folder's subfolder for the resolved config (None: not written).
     output_subdir: Optional[str] = field(default=None, compare=False, metadata={"internal": True})
+    # HEAD key prefix -> the spelling the file or an override used (`pytorch_config` ->
+    # `framework_profiles.pytorch`), and the key paths overrides set, as written: where a value came from.
+    spellings: dict = field(default_factory=dict, compare=False, metadata={"internal": True})
+    overridden: frozenset = field(default=frozenset(), compare=False, metadata={"internal": True})
 
 
 SHUFFLE_MODES = ("off", "seed", "random")

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dldriver.config.spelling import as_written
+
 RETURN_TYPES = ("tensor", "bytes", "reader")
 AUTOTUNE = -1
 
@@ -123,8 +125,10 @@ def fold_framework_profiles(doc: dict, origin: dict) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class ResolvedProfile:
-    """Every key of one framework's profile with its value and where it came from: the profile key
-    (`pytorch_config.batch_size`), the DLIO key it falls back to (`reader.batch_size`), or `default`."""
+    """Every key of one framework's profile with its value and where it came from: the file and the
+    profile key as written there (`w.yaml: framework_profiles.pytorch.batch_size`), the override that set
+    it (`override pytorch_config.batch_size`), the DLIO key it falls back to (`reader.batch_size`), or
+    `default`."""
 
     framework: str
     values: dict
@@ -179,6 +183,15 @@ def _fallbacks(workload, framework: str) -> dict:
     }
 
 
+def given_at(workload, path: str) -> str:
+    """Where the value of key `path` (HEAD spelling) was given: `override <key as written>` when an
+    override set it, else `<file>: <key as written>` (the key alone when the workload has no source)."""
+    written = as_written(path, workload.spellings)
+    if any(written == o or written.startswith(o + ".") for o in workload.overridden):
+        return f"override {written}"
+    return f"{workload.source}: {written}" if workload.source else written
+
+
 def resolve_profile(workload, framework: str) -> ResolvedProfile:
     """The profile of `framework` (pytorch, tensorflow, jax) with every key filled."""
     key, _ = PROFILES[framework]
@@ -186,7 +199,8 @@ def resolve_profile(workload, framework: str) -> ResolvedProfile:
     values, origins = {}, {}
     for name, (fallback, where) in _fallbacks(workload, framework).items():
         given = getattr(profile, name)
-        values[name], origins[name] = (fallback, where) if given is None else (given, f"{key}.{name}")
+        values[name], origins[name] = ((fallback, where) if given is None
+                                       else (given, given_at(workload, f"{key}.{name}")))
     return ResolvedProfile(framework, values, origins)
 
 

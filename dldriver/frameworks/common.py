@@ -38,7 +38,11 @@ def load_config(config, overrides=()) -> Workload:
     if isinstance(config, Workload):
         if not overrides:
             return config
-        return load_workload_mapping(resolved_dict(config), overrides, config.source or "<workload>")
+        again = load_workload_mapping(resolved_dict(config), overrides, config.source or "<workload>")
+        # The resolved dict spells every key as HEAD does: where the given Workload's keys were written stays.
+        again.spellings = config.spellings | again.spellings
+        again.overridden = config.overridden | again.overridden
+        return again
     if isinstance(config, dict):
         return load_workload_mapping(config, overrides)
     if isinstance(config, (str, os.PathLike)):
@@ -149,12 +153,16 @@ def open_reading(config, overrides=(), framework: str = "pytorch", split: str = 
         raise DlDriverError(f"split: {split!r} is not one of train, valid")
     split = SPLITS[split]
     workload = load_config(config, overrides)
+    resolved = resolve_profile(workload, framework)
     if profile:
         key = {"pytorch": "pytorch_config", "tensorflow": "tensorflow_config", "jax": "jax_config"}[framework]
         current = {k: v for k, v in dataclasses.asdict(getattr(workload, key)).items() if v is not None}
-        workload = load_workload_mapping(resolved_dict(workload) | {key: current | profile}, (),
-                                         workload.source or "<workload>")
-    resolved = resolve_profile(workload, framework)
+        given = load_workload_mapping(resolved_dict(workload) | {key: current | profile}, (),
+                                      workload.source or "<workload>")
+        given.spellings, given.overridden = workload.spellings, workload.overridden
+        # The keyword arguments' origin is the call; every other key keeps the file's or override's.
+        origins = {k: f"argument {k}" if k in profile else where for k, where in resolved.origins.items()}
+        workload, resolved = given, ResolvedProfile(framework, resolve_profile(given, framework).values, origins)
     distributed = resolved.values.get("distributed", True)
     rank, world = resolve_rank(rank, world_size, distributed)
     dataset = open_dataset(workload, need_eval=split == "valid")

@@ -116,13 +116,16 @@ class Measurement:
             self.records.append(record)
             self._epochs.append(epoch)
 
-    def _coverage(self, epoch: int, steps: int) -> dict:
-        """The shared sampler's coverage of this epoch over all ranks, and whether this loop read as many
-        samples as its rank was given."""
+    def _coverage(self, epoch: int, steps: int, samples_read: list[int]) -> dict:
+        """The shared sampler's coverage of this epoch over all ranks, and whether each rank's loop read
+        as many samples as its rank was given (samples_read: by rank)."""
         sampler: Sampler = self.dataset.reading.sampler
         per_rank = [dataclasses.replace(sampler, rank=r).for_epoch(epoch) for r in range(sampler.ranks)]
         cov = coverage(per_rank, sampler.num_files, sampler.samples_per_file, sampler.batch_size,
                        steps=steps if sampler.drop_last else None).to_dict()
+        expected = [len(keys[:steps * sampler.batch_size]) for keys in per_rank]
+        cov["samples_read_by_rank"] = samples_read
+        cov["ok"] = cov["ok"] and samples_read == expected
         return cov
 
     def _write(self, system: dict) -> Optional[dict]:
@@ -133,23 +136,25 @@ class Measurement:
         if not self.records:
             raise DlDriverError("Measurement: no epoch was measured (iterate run.epoch(e) inside the block)")
         reading = self.dataset.reading
-        steps = max(len(r.phases["block1"].proc) for r in self.records)
-        for epoch, record in zip(self._epochs, self.records):
-            cov = self._coverage(epoch, steps)
-            expected = len(reading.sampler.for_epoch(epoch)[:steps * reading.sampler.batch_size])
-            cov["samples_read_by_rank"] = record.samples_read
-            cov["ok"] = cov["ok"] and record.samples_read == expected
-            record.coverage = cov
+        mine = {"rank": reading.rank, "host": host_info(), "records": self.records, "system": system,
+                "checkpoint_bytes": 0, "framework": framework_versions(reading.profile.framework),
+                "epochs": self._epochs}
+        gathered = _gather(mine, reading.world_size)
+        if gathered is None:
+            return None
+        if any(r["epochs"] != self._epochs for r in gathered):
+            raise DlDriverError("Measurement: the ranks measured different epochs: "
+                                + "; ".join(f"rank {r['rank']}: {r['epochs']}" for r in gathered))
+        steps = max(len(rec.phases["block1"].proc) for r in gathered for rec in r["records"])
+        for i, epoch in enumerate(self._epochs):
+            # build_report reports rank 0's record's coverage: it covers every rank
+            gathered[0]["records"][i].coverage = self._coverage(
+                epoch, steps, [r["records"][i].samples_read for r in gathered])
         workload = reading.workload
         workload = dataclasses.replace(
             workload, train=dataclasses.replace(workload.train, epochs=len(self.records)),
             reader=dataclasses.replace(workload.reader, batch_size=reading.sampler.batch_size,
                                        data_loader=reading.profile.framework))
-        mine = {"rank": reading.rank, "host": host_info(), "records": self.records, "system": system,
-                "checkpoint_bytes": 0, "framework": framework_versions(reading.profile.framework)}
-        gathered = _gather(mine, reading.world_size)
-        if gathered is None:
-            return None
         manifest = getattr(self.dataset, "manifest", None)
         spec = _Spec(workload, _DatasetInfo(reading.uri, manifest), reading.world_size, steps, 0)
         report = build_report(spec, gathered, self._start, time.time(), "measured")

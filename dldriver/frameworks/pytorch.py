@@ -115,14 +115,35 @@ class BatchRows(list):
         return list, (list(self),)
 
 
+def _rows(batch: torch.Tensor) -> tuple:
+    """The rows of a batch tensor the iterable dataset read whole, each knowing its batch, so that
+    `collate` can hand on the batch itself when the rows come back together."""
+    rows = batch.unbind(0)
+    for row in rows:
+        row._dldriver_batch = batch
+    return rows
+
+
+def _whole_batch(data) -> Optional[torch.Tensor]:
+    """The batch tensor `data` is every row of, in order (as the iterable dataset yields them), or None."""
+    batch = getattr(data[0], "_dldriver_batch", None) if data and isinstance(data, list) else None
+    if batch is None or len(data) != len(batch):
+        return None
+    if all(getattr(row, "_dldriver_batch", None) is batch for row in data):
+        return batch
+    return None
+
+
 def collate(data):
-    """The factory's collate_fn: a batch __getitems__ read whole (its tensor, or its ring slot) is
-    returned as it is (no second copy into shared memory); anything else goes through default_collate."""
+    """The factory's collate_fn: a batch read whole (by __getitems__, a ring slot, or the iterable
+    dataset's rows of one batch) is returned as it is (no second copy into shared memory); anything else
+    goes through default_collate."""
     if isinstance(data, BatchRows):
         return data.batch
     if isinstance(data, _SlotRef):
         return data
-    return default_collate(data)
+    batch = _whole_batch(data)
+    return default_collate(data) if batch is None else batch
 
 
 class RingIndices(list):
@@ -193,7 +214,11 @@ class DlioSampler(Sampler):
 class DlioPyTorchIterableDataset(_Base, IterableDataset):
     """Iterable: yields this rank's samples of the current epoch in the sampler's order. With DataLoader
     workers, each worker takes whole batches (batch b goes to worker b % num_workers), so the DataLoader's
-    batches are the sampler's batches, in order."""
+    batches are the sampler's batches, in order.
+
+    Tensor samples are read a batch at a time into one batch tensor (in shared memory in a worker) and
+    yielded as its rows: `collate` (the factory's) hands that tensor on when a DataLoader batch is all of
+    its rows, with no per-sample stacking; torch's default_collate stacks the rows as for any dataset."""
 
     def __init__(self, config, overrides=(), *, split: str = "train", rank: Optional[int] = None,
                  world_size: Optional[int] = None, entropy: Optional[int] = None, **profile):
@@ -206,8 +231,16 @@ class DlioPyTorchIterableDataset(_Base, IterableDataset):
         if worker is not None:
             batches = split_among_workers(batches, worker.num_workers)[worker.id]
         for keys in batches:
-            for file_idx, sample_idx in keys:
-                yield self._read(file_idx, sample_idx)
+            if self.return_type != "tensor":
+                for file_idx, sample_idx in keys:
+                    yield self._read(file_idx, sample_idx)
+                continue
+            batch = read_batch(self.reading.source, keys, batch_tensor)
+            self.counts.add(batch.nbytes, len(keys))
+            if isinstance(batch.data, list):  # ragged: one tensor per sample
+                yield from batch.data
+            else:
+                yield from _rows(batch.data)
 
     def __len__(self) -> int:
         sampler = self.reading.sampler

@@ -67,13 +67,15 @@ class _BatchMemory:
 class NativeLoader(Loader):
     name = "native"
 
-    def __init__(self, source: SampleSource, read_threads: int = 1, prefetch_size: int = 2):
+    def __init__(self, source: SampleSource, read_threads: int = 1, prefetch_size: int = 2, held: int = 1):
+        """held: the batches the consumer keeps at once (the one in use, plus any it holds ahead, as the
+        JAX API's device prefetch does), whose memory is kept for reuse beside the ones in flight."""
         self.source = source
         self.threads = read_threads
         # As many batches in flight as torch would keep (workers x prefetch_factor), so the two
         # loaders are compared at the same depth.
         self.depth = max(1, read_threads) * prefetch_factor(prefetch_size, read_threads)
-        self._memory = _BatchMemory(keep=self.depth + 1)
+        self._memory = _BatchMemory(keep=self.depth + max(1, held))
         self._pool = ThreadPoolExecutor(read_threads, thread_name_prefix="dldriver-read") \
             if read_threads > 0 else None
 

@@ -53,12 +53,7 @@ class TensorFlowLoader(Loader):
         self._pool = NativeLoader(source, self.threads, prefetch_size)
 
     def _local_tfrecords(self):
-        files = self.source.files
-        if self.source.fmt.name != "tfrecord" or not files or len({f.shape for f in files}) != 1:
-            return None
-        storage = self.source.storage()
-        paths = [storage.local_path(f.key) for f in files]
-        return None if None in paths else paths
+        return local_tfrecords(self.source)
 
     def epoch(self, batches: Sequence[Sequence[Key]]) -> Iterator[Batch]:
         keys = [tuple(k) for b in batches for k in b]
@@ -133,6 +128,20 @@ class TensorFlowLoader(Loader):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def local_tfrecords(source: SampleSource):
+    """The POSIX paths of the source's tfrecord files when TensorFlow's TFRecordDataset may read them
+    (file://, every sample of one shape), else None. direct:// is read by the source, through O_DIRECT:
+    TFRecordDataset would read it through the page cache the scheme exists to bypass."""
+    files = source.files
+    if source.fmt.name != "tfrecord" or not files or len({f.shape for f in files}) != 1:
+        return None
+    storage = source.storage()
+    if storage.scheme != "file":
+        return None
+    paths = [storage.local_path(f.key) for f in files]
+    return None if None in paths else paths
 
 
 def _tensor(data) -> tf.Tensor:
