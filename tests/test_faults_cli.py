@@ -239,3 +239,25 @@ def test_mlperf_commands_name_a_damaged_run_folder(tiny, tiny_run, tmp_path, fil
     refused(in_process("mlperf", "check", config, "--runs", run), f"{run / file}", named)
     refused(in_process("mlperf", "search-round", run, "--sweep", "1", "--out", tmp_path / "r.json"), named)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_search_round_refuses_checkpoint_runs_and_other_workloads(tiny_run, tmp_path):
+    """Were counted: a checkpoint-only run as a failing count (AU 0), another model's run in the same count."""
+    doc = {"model": {"name": "ck", "model_size_bytes": 4096}, "framework": "pytorch",
+           "workflow": {"train": False, "checkpoint": True},
+           "checkpoint": {"checkpoint_folder": str(tmp_path / "c"), "num_checkpoints_write": 1,
+                          "num_checkpoints_read": 1}}
+    (tmp_path / "ck.yaml").write_text(yaml.safe_dump(doc))
+    assert in_process("checkpoint", tmp_path / "ck.yaml", "-o", tmp_path / "ckrun", "-q").returncode == 0
+    refused(in_process("mlperf", "search-round", tiny_run, tmp_path / "ckrun", "--sweep", "1",
+                       "--out", tmp_path / "r.json"), str(tmp_path / "ckrun"), "checkpoint-only")
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in tiny_run.iterdir():
+        (other / p.name).write_bytes(p.read_bytes())
+    prov = json.loads((other / "provenance.json").read_text())
+    prov["workload"]["config"]["model"]["name"] = "unet3d"
+    (other / "provenance.json").write_text(json.dumps(prov))
+    refused(in_process("mlperf", "search-round", tiny_run, other, "--sweep", "1", "--out", tmp_path / "r.json"),
+            str(other), "one search reads one workload")
+    assert not (tmp_path / "r.json").exists()

@@ -201,8 +201,11 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
     ed = edition_named(edition)
     check_round_file(out)
     by_count: dict[int, list] = {}
+    first = None
     for folder in run_folders([Path(c).parent if c.endswith(".json") else c for c in cells]):
         record = read_run(folder)
+        _check_same_search(record, first)
+        first = first or record
         by_count.setdefault(record.accelerators // record.hosts, []).append(record)
     if not by_count:
         raise DlDriverError("search-round: no run folders given")
@@ -233,6 +236,16 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
 
 
 ROUND_KEYS = ("sweep", "next", "results")
+
+
+def _check_same_search(record, first) -> None:
+    """A search's runs are training runs of one workload: a checkpoint-only run, or one of another model,
+    would be counted as a failing count (its AU 0) or mix two searches."""
+    if not record.config["workflow"]["train"]:
+        raise DlDriverError(f"{record.folder}: a checkpoint-only run; the accelerator search reads training runs")
+    if first is not None and record.config["model"]["name"] != first.config["model"]["name"]:
+        raise DlDriverError(f"{record.folder}: a run of {record.config['model']['name']!r}, not of "
+                            f"{first.config['model']['name']!r} as {first.folder}; one search reads one workload")
 
 
 def check_round_file(out: str) -> None:
