@@ -41,6 +41,7 @@ rule all:
         plans(),
         REPORT_FILES,
         search_results(),
+        search_verdicts(),
         f"{REPORT}/verdict.ok" if config["baseline"] else [],
     default_target: True
 

@@ -11,9 +11,9 @@ rule aggregate:
     input:
         train_cells(),
         checkpoint_cells(),
-        # The report opens with each accelerator search's figure: wait for them (rules/mlperf.smk, included
-        # after this file, hence a function).
-        lambda wildcards: search_results(),
+        # The report opens with each accelerator search's figure and its rules verdict: wait for them
+        # (rules/mlperf.smk, included after this file, hence a function).
+        lambda wildcards: search_results() + search_verdicts(),
     output:
         REPORT_FILES,
     params:

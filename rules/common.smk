@@ -251,7 +251,7 @@ def stop_services():
 
 def print_report_locations():
     """The run ends by saying where its tables and plots are (only those that exist)."""
-    names = ("cells.md", "cells.csv", "runs.csv", "report.html", "verdicts.md", "plots")
+    names = ("cells.md", "cells.csv", "runs.csv", "report.html", "verdicts.md", "rules_verdicts.csv", "plots")
     found = [Path(REPORT) / n for n in names if (Path(REPORT) / n).exists()]
     if found:
         lines = "\n".join(f"  {p}" for p in found)

@@ -119,3 +119,31 @@ rule mlperf_search:
     shell:
         "cp {input} {output} && python -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"sentence\"])'"
         " {output} > {log} 2>&1"
+
+
+rule mlperf_verdict:
+    # The flow ends with the rules verdict on the best passing count's runs (scripts/search-verdict.sh);
+    # INVALID and OPEN are results, not failures (a shrunk demo is INVALID by design). The report reads it.
+    input:
+        search=f"{OUT}/search_{{search}}/search.json",
+        workload=search_workload_file,
+    output:
+        verdict=f"{OUT}/search_{{search}}/verdict.json",
+        md=f"{OUT}/search_{{search}}/verdict.md",
+    params:
+        script=f"{SCRIPTS}/search-verdict.sh",
+        cells=lambda wc: f"{SEARCH_OUT[wc.search]}/{_search(wc)['loader']}/{_search(wc)['backend']}",
+        reps=lambda wc: search_reps(wc.search),
+        options=search_check_options,
+    log:
+        f"{LOGS}/mlperf/{{search}}/verdict.log",
+    conda:
+        "../envs/dldriver.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    localrule: True
+    shell:
+        "bash {params.script} {input.search} {params.cells} {params.reps} {output.verdict} {output.md}"
+        " {input.workload} {params.options} > {log} 2>&1"

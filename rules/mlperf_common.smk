@@ -53,6 +53,15 @@ def search_datasize_options(wildcards):
                      f"--scale {s.get('dataset_scale', 1)}"] + ([f"--host-memory-gib {memory}"] if memory else []))
 
 
+def search_check_options(wildcards):
+    """`dldriver mlperf check` options after the workload file: its DLIO generation, the edition and the
+    clients' memory the dataset was sized for (default: what each run recorded)."""
+    s = _search(wildcards)
+    memory = s.get("host_memory_gib")
+    return search_generation_args(wildcards) + f" --edition {s.get('edition', 'v2.0')}" + (
+        f" --host-memory-gib {memory}" if memory else "")
+
+
 def sized_overrides(wildcards):
     """Shell lines that put datasize.json's overrides (the search's, with datasize's num_files_train), one
     argument each, into the array `sized`; an empty list (an unreadable file) stops the job by name."""
@@ -103,6 +112,11 @@ def final_round(wildcards):
 
 def search_results():
     return [f"{SEARCH_OUT[name]}/search.json" for name in SEARCHES]
+
+
+def search_verdicts():
+    """Each search's rules verdict (rule mlperf_verdict), which the report's headline shows."""
+    return [f"{SEARCH_OUT[name]}/verdict.json" for name in SEARCHES]
 
 
 def _check_searches(cfg):

@@ -231,3 +231,58 @@ def test_command_errors_are_one_line(tmp_path, capsys):
     make_matrix(tmp_path / "m")
     assert main(["aggregate", str(tmp_path / "m"), "--baseline", str(tmp_path / "missing.csv")]) == 1
     assert "no such baseline" in capsys.readouterr().err
+
+
+# ---- the MLPerf rules verdict in the headline ------------------------------------------------
+
+def write_search(results, best, judged):
+    """A finished search (search.json) and its rules verdict (verdict.json, of the runs of `judged`)."""
+    folder = results / "search_tiny"
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text(json.dumps({
+        "workload": "unet3d", "best_per_host": best, "first_fail_per_host": 8,
+        "results": {"1": {"passed": True}, "8": {"passed": False}},
+        "sentence": "unet3d on file:///d: 1 accelerator per host (AU 99.0 % over 1 run); 8 fail (40.0 %)"}))
+    finding = {"source": "s", "sentence": "x"}
+    (folder / "verdict.json").write_text(json.dumps({
+        "edition": "v2.0", "division": "INVALID", "accelerators_per_host": judged, "runs": ["a", "b"],
+        "findings": [finding | {"division": "CLOSED", "rule": "trainingClosedSubmissionParameters"},
+                     finding | {"division": "INVALID", "rule": "trainingRecalculateDatasetSize"},
+                     finding | {"division": "INVALID", "rule": "trainingRunCount"},
+                     finding | {"division": "INVALID", "rule": "trainingRunCount"}]}))
+
+
+def test_headline_row_carries_the_rules_verdict_of_the_search(tmp_path):
+    from dldriver.aggregate import headline
+
+    write_search(tmp_path, best=1, judged=1)
+    cells = cell_table([run_row(summary(), {"workload": "unet3d", "loader": "pytorch", "backend": "file",
+                                            "ranks": "1", "rep": "1"}, {}, None)])
+    [row] = headline.headline_rows(cells, None, headline.searches(tmp_path))
+    assert row["accelerators"] == "1 accelerator per host (AU 99.0 % over 1 run); 8 fail (40.0 %)"
+    assert row["rules_verdict"] == ("INVALID: dataset smaller than the rules ask (trainingRecalculateDatasetSize); "
+                                    "not the number of runs the rules ask (trainingRunCount)")
+    [line] = headline.rules_verdict_rows(headline.searches(tmp_path))
+    assert line == {"workload": "unet3d", "search": "tiny", "accelerators_per_host": 1, "edition": "v2.0",
+                    "division": "INVALID", "failed_rules": "trainingRecalculateDatasetSize trainingRunCount",
+                    "in_words": row["rules_verdict"], "runs": 2}
+
+
+def test_a_verdict_of_another_count_is_not_shown(tmp_path):
+    from dldriver.aggregate import headline
+
+    write_search(tmp_path, best=1, judged=2)          # left from an earlier result of the search
+    [row] = headline.search_only_rows([], headline.searches(tmp_path))
+    assert row["rules_verdict"] == "not judged"
+
+
+def test_command_writes_rules_verdicts_csv_and_shows_it(tmp_path):
+    results = tmp_path / "default"
+    make_matrix(results)
+    write_search(results, best=1, judged=1)
+    assert aggregate_command(results) == 0
+    [line] = list(csv.DictReader(open(results / "report/rules_verdicts.csv")))
+    assert (line["division"], line["failed_rules"]) == ("INVALID", "trainingRecalculateDatasetSize trainingRunCount")
+    page = (results / "report/report.html").read_text()
+    assert "<th>MLPerf rules verdict</th>" in page
+    assert '<td class="bad">INVALID: dataset smaller than the rules ask (trainingRecalculateDatasetSize); ' in page

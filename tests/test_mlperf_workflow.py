@@ -8,6 +8,7 @@ the search's arithmetic makes of the AU they measured, not one fixed count.
 """
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -69,7 +70,7 @@ def test_a_search_that_sets_the_file_count_itself_is_rejected(tmp_path):
 
 def test_search_end_to_end_and_resume(tmp_path, capsys):
     config, search = search_config(tmp_path)
-    target = str(search / "search.json")
+    target = str(search / "verdict.json")           # the flow ends with the rules verdict on the result
     r = snakemake(target, "--cores", "2", "--configfile", str(config), timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert job_counts(r.stdout + r.stderr)["mlperf_generate"] == 1           # one dataset for every count
@@ -108,16 +109,44 @@ def test_search_end_to_end_and_resume(tmp_path, capsys):
     assert (result["dataset"]["scale"], result["dataset"]["num_files_generate"]) == (0.008, 32)
     assert len(replay) >= 2, "8 ranks on 2 cores must fail, so the search refines between 1 and 8"
 
+    # The rules verdict is `dldriver mlperf check` on the best count's runs, with the search's edition and
+    # memory: INVALID (32 files, 1 run, the shrunk record length and compute), a result that did not fail
+    # the workflow.
+    verdict = json.loads((search / "verdict.json").read_text())
+    runs = [str(search / f"native/file/r{best}/rep1")]
+    capsys.readouterr()
+    assert main(["mlperf", "check", yaml.safe_load(config.read_text())["workloads"]["unet3d"]["file"],
+                 "--runs", *runs, "--edition", "v2.0", "--host-memory-gib", "1", "--json"]) == 3
+    assert verdict == json.loads(capsys.readouterr().out) | {
+        "workload": "unet3d", "search": str(search / "search.json"), "accelerators_per_host": best,
+        "passed": True, "runs": runs}
+    failed = {f["rule"]: f["division"] for f in verdict["findings"] if f["division"] != "CLOSED"}
+    assert verdict["division"] == "INVALID" and failed == {      # reader.data_loader native is OPEN only
+        "trainingClosedSubmissionParameters": "INVALID", "trainingOpenSubmissionParameters": "OPEN",
+        "trainingRecalculateDatasetSize": "INVALID", "trainingRunCount": "INVALID"}
+    assert (search / "verdict.md").read_text().startswith("# MLPerf Storage v2.0 rules verdict: INVALID\n")
+    assert not list(search.glob("*.tmp"))
+    # A check that fails (here: the count it names has no runs) fails the job and leaves no verdict file.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "search.json").write_text(json.dumps(result | {"best_per_host": 99}))
+    r = subprocess.run(["bash", "scripts/search-verdict.sh", str(broken / "search.json"), str(search / "native/file"),
+                        "1", str(broken / "verdict.json"), str(broken / "verdict.md"), "unused.yaml"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and sorted(p.name for p in broken.iterdir()) == ["search.json"], r.stderr
+
     # A search killed while its last refinement cell ran has neither that cell nor the round that reads it
-    # (the last one) nor its end: a rerun runs exactly those.
+    # (the last one) nor its end and verdict: a rerun runs exactly those.
     last = replay[-1][0]
-    for path in [search / f"native/file/r{last}/rep1/summary.json", rounds[-1], search / "search.json"]:
+    for path in [search / f"native/file/r{last}/rep1/summary.json", rounds[-1], search / "search.json",
+                 search / "verdict.json", search / "verdict.md"]:
         path.unlink()
     again = snakemake(target, "--cores", "2", "--configfile", str(config), timeout=900)
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     counts = job_counts(again.stdout + again.stderr)
     assert (counts.get("mlperf_run"), counts.get("mlperf_round")) == (1, 1) and "mlperf_generate" not in counts
-    assert (search / "search.json").is_file()
+    assert counts.get("mlperf_verdict") == 1 and (search / "search.json").is_file()
+    best = json.loads((search / "search.json").read_text())["best_per_host"]      # the rerun may move it
 
     # The report opens with the per-workload headline (the search's figure) and keeps the full table.
     matrix = search.parent
@@ -127,6 +156,14 @@ def test_search_end_to_end_and_resume(tmp_path, capsys):
     figure = json.loads((search / "search.json").read_text())["sentence"].split(": ", 1)[1]
     assert f'<td class="">unet3d</td><td class="">{figure}</td>' in page
     assert "<th>Accelerators the storage feeds</th>" in page and "<th>Samples/s</th>" in page
+    # Beside the figure, the rules verdict in words with its rule ids; the same in rules_verdicts.csv.
+    assert (f'<td class="">{figure}</td><td class="bad">INVALID: a setting neither division allows to change '
+            "(trainingClosedSubmissionParameters); an OPEN-only setting (trainingOpenSubmissionParameters); "
+            "dataset smaller than the rules ask (trainingRecalculateDatasetSize); "
+            "not the number of runs the rules ask (trainingRunCount)</td>") in page
+    assert "<th>MLPerf rules verdict</th>" in page
+    [row] = list(csv.DictReader(open(matrix / "report" / "rules_verdicts.csv")))
+    assert (row["search"], row["division"], row["accelerators_per_host"]) == ("tiny", "INVALID", str(best))
     rendered = render(matrix / "report" / "report.html", tmp_path)
     assert rendered["tables"] >= 2 and rendered["images"] >= 1 and rendered["screenshot_bytes"] > 10_000
 

@@ -63,6 +63,8 @@ def aggregate_command(results, out=None, baseline=None, tolerance="5%", save_bas
     title = f"dl-driver results: {results.name}"
     found_searches = headline.searches(results)
     top = headline.headline_rows(cells, verdicts, found_searches) + headline.search_only_rows(cells, found_searches)
+    if found_searches:
+        tables.write_csv(headline.rules_verdict_rows(found_searches), out / "rules_verdicts.csv")
     (out / "report.html").write_text(tables.html_report(title, cells, found.rows, figures, verdicts, found.notes,
                                                         headline=top))
     if save_baseline:

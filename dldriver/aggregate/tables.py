@@ -85,7 +85,9 @@ def html_table(rows: list, view, labels: dict | None = None) -> str:
 
 
 def _css(cell: str) -> str:
-    return {"fail": "bad", "success": "good", "pass": "good", "missing": "warn", "new": "warn"}.get(cell, "")
+    """Colour by status; a rules verdict ("INVALID: ...") by its division."""
+    division = {"INVALID": "bad", "OPEN": "warn", "CLOSED": "good"}.get(cell.split(":", 1)[0], "")
+    return {"fail": "bad", "success": "good", "pass": "good", "missing": "warn", "new": "warn"}.get(cell, division)
 
 
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:12px;

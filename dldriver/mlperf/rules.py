@@ -195,3 +195,20 @@ def checkpoint_model_name(model_name: str) -> str:
     rules llama3-8b. Other names come back lower-cased."""
     match = _LLAMA_NAME.match(model_name.lower())
     return f"llama3-{match.group(1)}" if match else model_name.lower()
+
+
+# Rule id -> what breaking it means, in a few words for people (the report's headline); the same ids in
+# every edition.
+RULE_TITLES = {
+    "trainingClosedSubmissionParameters": "a setting neither division allows to change",
+    "trainingOpenSubmissionParameters": "an OPEN-only setting",
+    "trainingRecalculateDatasetSize": "dataset smaller than the rules ask",
+    "trainingAcceleratorUtilizationCheck": "AU below the workload's minimum",
+    "trainingRunCount": "not the number of runs the rules ask",
+    "trainingWorkload": "not an MLPerf training workload",
+    "trainingOdirectModel": "odirect on a workload other than unet3d",
+    "checkpointClosedMpiProcesses": "a process count the rules do not allow",
+    "checkpointSubsetRunValidation": "a subset run the rules do not allow",
+    "checkpointClosedCheckpointParameters": "a checkpoint setting CLOSED does not allow",
+    "checkpointDataSizeRatio": "checkpoint read back without clearing caches",
+}
