@@ -224,6 +224,7 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
             "best_per_host": outcome.best.count if outcome.best else 0,
             "first_fail_per_host": outcome.first_fail.count if outcome.first_fail else None,
             "hosts": first.hosts,
+            "best_in_total": (outcome.best.count if outcome.best else 0) * first.hosts,
             "sentence": outcome.sentence(model, first.dataset)}
     if datasize:
         size = _read_datasize(datasize)
