@@ -98,6 +98,7 @@ checkpoint mlperf_round:
         runs=lambda wc: _search(wc).get("runs", 5),
         edition=lambda wc: _search(wc).get("edition", "v2.0"),
         workload=lambda wc: _search(wc)["workload"],
+        hosts=lambda wc: search_hosts(wc.search),
     log:
         f"{LOGS}/mlperf/{{search}}/round{{round}}.log",
     conda:
@@ -109,7 +110,8 @@ checkpoint mlperf_round:
     localrule: True
     shell:
         "dldriver mlperf search-round {input.cells} --sweep {params.sweep} --runs {params.runs}"
-        " --edition {params.edition} --workload {params.workload} --datasize {input.sizing} --out {output} > {log} 2>&1"
+        " --edition {params.edition} --workload {params.workload} --datasize {input.sizing} --hosts {params.hosts}"
+        " --out {output} > {log} 2>&1"
 
 
 rule mlperf_search:
