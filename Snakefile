@@ -47,6 +47,7 @@ rule all:
 
 
 onstart:
+    refuse_local_hosts(workflow.executor_plugin.name)
     start_services()
 
 

@@ -188,7 +188,7 @@ def _cmd_mlperf_search_round(args) -> int:
     from dldriver.mlperf.command import search_round_command
 
     return search_round_command(args.cells, sweep=args.sweep, runs=args.runs, edition=args.edition, out=args.out,
-                                workload=args.workload, datasize=args.datasize)
+                                workload=args.workload, datasize=args.datasize, hosts=args.hosts)
 
 
 def _add_mlperf_options(p: argparse.ArgumentParser) -> None:
@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasize", default=None, metavar="FILE",
                    help="the `dldriver datasize --json` output the dataset was made from: recorded in the round, "
                         "and the sentence says when the dataset is below the rules' size")
+    p.add_argument("--hosts", type=int, default=None,
+                   help="the client hosts the search ran on: a run that recorded another number is refused "
+                        "(default: what the runs recorded)")
     p.set_defaults(func=_cmd_mlperf_search_round)
 
     p = sub.add_parser("services", help="start, stop or show the local S3 (SeaweedFS) and Azure (Azurite) servers",

@@ -1,5 +1,6 @@
 # MLPerf Storage accelerator search: the largest number of emulated accelerators per host whose AU holds.
-# Each search (config `searches`) runs its sweep's counts, then one refinement count per round between
+# Each search (config `searches`) runs its sweep's counts on its `hosts` (a count N per host is one run of
+# hosts x N ranks; under Slurm one job over that many nodes, N tasks each), then one refinement count per round between
 # the last pass and the first failure, until they are adjacent. Every run is an ordinary cell at
 #   <matrix>/search_<name>/<loader>/<backend>/r<count>/rep<k>/summary.json
 # (so a killed search resumes with the cells it lacks, Slurm runs each as a job, and the report lists
@@ -64,19 +65,25 @@ rule mlperf_run:
         loader=search_loader_args,
         env=search_env,
         folder=subpath(output[0], parent=True),
+        hosts=lambda wc: search_hosts(wc.search),
+        ranks=lambda wc: search_hosts(wc.search) * int(wc.accels),
     log:
         f"{LOGS}/mlperf/{{search}}/{{loader}}/{{backend}}/r{{accels}}/rep{{srep}}.log",
     conda:
         "../envs/dldriver.yaml"
     threads: 1
     resources:
+        # Per node (Slurm's --mem): each host runs its count of ranks.
         mem_mb=lambda wc: 1500 * int(wc.accels),
         runtime=15,
-        tasks=lambda wc: int(wc.accels),
-        mpi=lambda wc: "srun" if int(wc.accels) > 1 else None,
+        tasks=lambda wc: search_cell_resources(wc.search, int(wc.accels))["tasks"],
+        tasks_per_node=lambda wc: search_cell_resources(wc.search, int(wc.accels))["tasks_per_node"],
+        nodes=lambda wc: search_cell_resources(wc.search, int(wc.accels))["nodes"],
+        mpi=lambda wc: search_cell_resources(wc.search, int(wc.accels))["mpi"],
         bench=1,
     shell:
-        "({params.env}; {params.sized}; bash {params.script} {wildcards.accels} {params.folder} run"
+        "({params.env}; {params.sized}; bash {params.script} --hosts {params.hosts}"
+        " {params.ranks} {params.folder} run"
         " {input.workload} \"${{sized[@]}}\" {params.loader}) > {log} 2>&1"
 
 
@@ -91,6 +98,7 @@ checkpoint mlperf_round:
         runs=lambda wc: _search(wc).get("runs", 5),
         edition=lambda wc: _search(wc).get("edition", "v2.0"),
         workload=lambda wc: _search(wc)["workload"],
+        hosts=lambda wc: search_hosts(wc.search),
     log:
         f"{LOGS}/mlperf/{{search}}/round{{round}}.log",
     conda:
@@ -102,7 +110,8 @@ checkpoint mlperf_round:
     localrule: True
     shell:
         "dldriver mlperf search-round {input.cells} --sweep {params.sweep} --runs {params.runs}"
-        " --edition {params.edition} --workload {params.workload} --datasize {input.sizing} --out {output} > {log} 2>&1"
+        " --edition {params.edition} --workload {params.workload} --datasize {input.sizing} --hosts {params.hosts}"
+        " --out {output} > {log} 2>&1"
 
 
 rule mlperf_search:

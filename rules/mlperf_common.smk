@@ -2,6 +2,7 @@
 # and the counts each round has tried. Python only; no rules.
 
 import json
+import sys
 from types import SimpleNamespace
 
 from dldriver.mlperf.rules import EDITIONS
@@ -44,21 +45,39 @@ def search_generation_args(wildcards):
     return _quoted(generation_args(_search(wildcards)["workload"]))
 
 
+def search_hosts(name):
+    """The client hosts each count of search `name` runs on (config `searches.<name>.hosts`, default 1)."""
+    return SEARCHES[name].get("hosts", 1)
+
+
+def search_cell_resources(name, count):
+    """Slurm resources of one run of `count` accelerators per host: hosts x count ranks. On one host, a job
+    of that many tasks (rules/run.smk's convention); on several, a job over that many nodes with count
+    tasks per node (the plugin takes either `tasks` or `tasks_per_node` for an MPI job, and the latter
+    only above 1, so 1 per host is `tasks` = hosts over `nodes` = hosts: Slurm gives each node one)."""
+    hosts, ranks = search_hosts(name), search_hosts(name) * count
+    per_node = hosts > 1 and count > 1
+    return {"tasks": None if per_node else ranks, "tasks_per_node": count if per_node else None,
+            "nodes": hosts if hosts > 1 else None, "mpi": "srun" if ranks > 1 else None}
+
+
 def search_datasize_options(wildcards):
-    """`dldriver datasize` options: the sweep's largest count (refinements lie below it), the clients' memory
-    (default: the host the job runs on), the edition and the search's dataset_scale."""
+    """`dldriver datasize` options: the hosts, the sweep's largest count per host (refinements lie below
+    it), the clients' memory (default: the host the job runs on), the edition and the dataset_scale."""
     s = _search(wildcards)
     memory = s.get("host_memory_gib")
-    return " ".join([f"--accelerators-per-host {max(s['sweep'])}", f"--edition {s.get('edition', 'v2.0')}",
+    return " ".join([f"--hosts {search_hosts(wildcards.search)}",
+                     f"--accelerators-per-host {max(s['sweep'])}", f"--edition {s.get('edition', 'v2.0')}",
                      f"--scale {s.get('dataset_scale', 1)}"] + ([f"--host-memory-gib {memory}"] if memory else []))
 
 
 def search_check_options(wildcards):
-    """`dldriver mlperf check` options after the workload file: its DLIO generation, the edition and the
-    clients' memory the dataset was sized for (default: what each run recorded)."""
+    """`dldriver mlperf check` options after the workload file: its DLIO generation, the hosts, the edition
+    and the clients' memory the dataset was sized for (default: what each run recorded)."""
     s = _search(wildcards)
     memory = s.get("host_memory_gib")
-    return search_generation_args(wildcards) + f" --edition {s.get('edition', 'v2.0')}" + (
+    return search_generation_args(wildcards) + f" --hosts {search_hosts(wildcards.search)}" + \
+        f" --edition {s.get('edition', 'v2.0')}" + (
         f" --host-memory-gib {memory}" if memory else "")
 
 
@@ -117,6 +136,17 @@ def search_results():
 def search_verdicts():
     """Each search's rules verdict (rule mlperf_verdict), which the report's headline shows."""
     return [f"{SEARCH_OUT[name]}/verdict.json" for name in SEARCHES]
+
+
+def refuse_local_hosts(executor):
+    """A search over several hosts needs Slurm: one machine cannot be two hosts (called by onstart, the
+    first moment the executor is known; a dry run plans it anywhere)."""
+    if executor.startswith("slurm"):
+        return
+    for name in SEARCHES:
+        if search_hosts(name) > 1:
+            sys.exit(f"config: searches.{name}.hosts: {search_hosts(name)} hosts need Slurm (--profile slurm); "
+                     f"the {executor} executor runs on one host")
 
 
 def _check_searches(cfg):

@@ -260,4 +260,9 @@ def test_search_round_refuses_checkpoint_runs_and_other_workloads(tiny_run, tmp_
     (other / "provenance.json").write_text(json.dumps(prov))
     refused(in_process("mlperf", "search-round", tiny_run, other, "--sweep", "1", "--out", tmp_path / "r.json"),
             str(other), "one search reads one workload")
+    # A search over 2 hosts whose run ran on one (a job Slurm did not spread) is not counted as 2 hosts' count.
+    refused(in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--hosts", "2",
+                       "--out", tmp_path / "r.json"), str(tiny_run), "ran on 1 host(s), not the search's 2")
+    refused(in_process("mlperf", "search-round", tiny_run, "--sweep", "1", "--hosts", "0",
+                       "--out", tmp_path / "r.json"), "--hosts", code=2)
     assert not (tmp_path / "r.json").exists()

@@ -54,11 +54,14 @@ def test_result_sentences():
     results[13] = count_result(13, [88.9] * 5, 0.9, 5)
     assert search_result(results).sentence("unet3d", "s3://bucket") == \
         "unet3d on s3://bucket: 12 accelerators per host (AU 91.2 % over 5 runs); 13 fail (88.9 %)"
-    assert search_result(results, hosts=2).sentence("unet3d", "s3://b").startswith(
-        "unet3d on s3://b: 12 accelerators per host, 24 in total over 2 hosts (AU 91.2 %")
+    assert search_result(results, hosts=2).sentence("unet3d", "s3://b") == (
+        "unet3d on s3://b: 12 accelerators per host, 24 in total over 2 hosts (AU 91.2 % over 5 runs); "
+        "13 fail (88.9 %)")
     none, _ = storage_that_holds(0)
     assert search_result(none).sentence("cosmoflow", "file:///d") == \
         "cosmoflow on file:///d: no count passes; 1 per host already fails (AU 80.0 %)"
+    assert search_result(none, hosts=3).sentence("cosmoflow", "file:///d") == \
+        "cosmoflow on file:///d: no count passes; 1 per host over 3 hosts already fails (AU 80.0 %)"
 
 
 def test_search_round_names_a_missing_folder(tmp_path, capsys):

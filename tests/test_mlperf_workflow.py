@@ -68,6 +68,40 @@ def test_a_search_that_sets_the_file_count_itself_is_rejected(tmp_path):
             "`dldriver datasize`; shrink it with dataset_scale (and host_memory_gib)") in r.stdout + r.stderr
 
 
+def test_a_search_over_two_hosts_plans_two_node_jobs_under_slurm(tmp_path):
+    """hosts: 2 sizes the dataset for 2 hosts x the largest count, and each count N is one Slurm job over
+    2 nodes of 2 x N ranks (N tasks per node; 1 per host is 2 tasks over 2 nodes). A dry run submits nothing."""
+    config, search = search_config(tmp_path, hosts=2, sweep=[1, 4])
+    r = snakemake(str(search / "search.json"), "-n", "-p", "--profile", "profiles/slurm", "--configfile", str(config))
+    assert r.returncode == 0, r.stdout + r.stderr
+    sizing = [line for line in r.stdout.splitlines() if " dldriver datasize " in line]
+    assert len(sizing) == 1 and " --hosts 2 --accelerators-per-host 4 " in sizing[0]
+    cells = {}
+    for job in r.stdout.split("\nrule ")[1:]:
+        if job.startswith("mlperf_run:"):
+            fields = {}                                         # a job's first lines (a local rule may follow)
+            for key, _, value in (line.partition(":") for line in job.splitlines()[1:]):
+                fields.setdefault(key.strip(), value.strip())
+            count = int(dict(w.strip().split("=") for w in fields["wildcards"].split(","))["accels"])
+            cells[count] = dict(item.strip().split("=", 1) for item in fields["resources"].split(","))
+            assert f"run-cell.sh --hosts 2 {2 * count} " in job
+    assert sorted(cells) == [1, 4]
+    assert cells[1]["nodes"] == "2" and cells[1]["tasks"] == "2" and "tasks_per_node" not in cells[1]
+    assert cells[4]["nodes"] == "2" and cells[4]["tasks_per_node"] == "4" and "tasks" not in cells[4]
+    assert cells[4]["mpi"] == cells[1]["mpi"] == "srun"
+
+
+def test_a_search_over_two_hosts_is_refused_without_slurm(tmp_path):
+    config, search = search_config(tmp_path, hosts=2)
+    r = snakemake(str(search / "search.json"), "--cores", "1", "--configfile", str(config))
+    assert r.returncode != 0
+    refusal = [line for line in (r.stdout + r.stderr).splitlines() if "searches.tiny.hosts" in line]
+    assert refusal == ["config: searches.tiny.hosts: 2 hosts need Slurm (--profile slurm); "
+                       "the local executor runs on one host"], r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not search.exists()                                  # refused before the first job
+
+
 def test_search_end_to_end_and_resume(tmp_path, capsys):
     config, search = search_config(tmp_path)
     target = str(search / "verdict.json")           # the flow ends with the rules verdict on the result

@@ -59,6 +59,8 @@ BROKEN = {
     "env": (lambda c: c["backends"]["s3"].update(env=["aws-secret"]),
             "\n  backends.s3.env[0]: 'aws-secret' does not match"),
     "ranks": (lambda c: c.update(ranks=[0]), "\n  ranks[0]: 0 is less than the minimum of 1\n"),
+    "hosts": (lambda c: c["searches"]["unet3d"].update(hosts=2.5),
+              "\n  searches.unet3d.hosts: 2.5 is not of type 'integer'\n"),
     "loader": (lambda c: c["workloads"]["resnet50"].update(loaders=["pytroch"]),
                "workloads.resnet50.loaders: unknown loader 'pytroch'"),
     "dlio_defaults": (lambda c: c["workloads"]["unet3d"].update(dlio_defaults="2.0"),

@@ -194,10 +194,11 @@ def _default_per_host(workload, hosts: int, ed) -> int:
 
 
 def search_round_command(cells: list[str], *, sweep: list[int], runs: int, edition: str, out: str,
-                         workload: str | None = None, datasize: str | None = None) -> int:
+                         workload: str | None = None, datasize: str | None = None, hosts: int | None = None) -> int:
     """One round of the accelerator search from the run folders of the counts tried so far (each
-    `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON."""
-    check_options(sweep=min(sweep), runs=runs)
+    `…/r{N}/rep{K}/summary.json` or its folder): their results, the next counts, the sentence, as JSON.
+    `hosts`: the hosts the search ran on; a run that recorded another number is refused by its folder."""
+    check_options(sweep=min(sweep), runs=runs, hosts=hosts)
     ed = edition_named(edition)
     check_round_file(out)
     by_count: dict[int, list] = {}
@@ -205,6 +206,9 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
     for folder in run_folders([Path(c).parent if c.endswith(".json") else c for c in cells]):
         record = read_run(folder)
         _check_same_search(record, first)
+        if hosts is not None and record.hosts != hosts:
+            raise DlDriverError(f"{record.folder}: ran on {record.hosts} host(s), not the search's {hosts} "
+                                "(a Slurm job over that many nodes)")
         first = first or record
         by_count.setdefault(record.accelerators // record.hosts, []).append(record)
     if not by_count:
@@ -224,6 +228,7 @@ def search_round_command(cells: list[str], *, sweep: list[int], runs: int, editi
             "best_per_host": outcome.best.count if outcome.best else 0,
             "first_fail_per_host": outcome.first_fail.count if outcome.first_fail else None,
             "hosts": first.hosts,
+            "best_in_total": (outcome.best.count if outcome.best else 0) * first.hosts,
             "sentence": outcome.sentence(model, first.dataset)}
     if datasize:
         size = _read_datasize(datasize)

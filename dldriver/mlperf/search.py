@@ -62,11 +62,14 @@ class SearchResult:
     hosts: int
 
     def sentence(self, workload: str, storage: str) -> str:
-        """e.g. "unet3d on s3://bucket: 12 accelerators per host (AU 91.2 % over 5 runs); 13 fail (88.9 %)"."""
+        """e.g. "unet3d on s3://bucket: 12 accelerators per host (AU 91.2 % over 5 runs); 13 fail (88.9 %)";
+        over several hosts "12 accelerators per host, 24 in total over 2 hosts (AU ...".
+        """
         head = f"{workload} on {storage}: "
+        over = f" over {self.hosts} hosts" if self.hosts > 1 else ""
         if self.best is None:
             f = self.first_fail
-            return head + (f"no count passes; {f.count} per host already fails (AU {f.au_mean:.1f} %)"
+            return head + (f"no count passes; {f.count} per host{over} already fails (AU {f.au_mean:.1f} %)"
                            if f else "nothing measured yet")
         b = self.best
         total = f", {b.count * self.hosts} in total over {self.hosts} hosts" if self.hosts > 1 else ""
