@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_object_reads import plain_s3_get
 from dldriver.config.loader import load_workload_mapping
 from dldriver.engine.run import run_workload
 from dldriver.generate import generate_dataset
@@ -110,9 +111,8 @@ def bench_torch_iterable(root: Path, args) -> dict:
     """The iterable dataset as it reads now (each batch read whole into one tensor, its rows handed back
     to `collate` as that tensor) against the old way in the same run (a sample at a time, stacked by
     torch's default_collate), both in the factory's DataLoader with the same workers and batch size."""
-    from torch.utils.data import default_collate, get_worker_info
+    from torch.utils.data import default_collate
 
-    from dldriver.dataset.sampler import split_among_workers
     from dldriver.torch import DlioPyTorchIterableDataset, make_dataloader
 
     doc = _doc(root / "npz", "npz", "pytorch", args.files, args.record, args.batch, args.workers)
@@ -123,11 +123,7 @@ def bench_torch_iterable(root: Path, args) -> dict:
         """The old __iter__: one read and one tensor per sample."""
 
         def __iter__(self):
-            batches = self.reading.sampler.batches(self.epoch)
-            worker = get_worker_info()
-            if worker is not None:
-                batches = split_among_workers(batches, worker.num_workers)[worker.id]
-            for keys in batches:
+            for keys in self.worker_batches():
                 for file_idx, sample_idx in keys:
                     yield self._read(file_idx, sample_idx)
 
@@ -165,23 +161,6 @@ def bench_tensorflow(root: Path, args) -> dict:
             "api / TFRecordDataset": api / hand, "api dataset() / TFRecordDataset": fit / hand}
 
 
-def _plain_s3_get(threads: int, bucket: str):
-    """One boto3 GET (whole, or a byte range), with the SDK settings of dl-driver's client and
-    bench_object_reads.py: path-style, max(10, threads) pooled connections, no checksums or signing of
-    the payload."""
-    import boto3
-    from botocore.config import Config
-
-    client = boto3.client("s3", config=Config(
-        max_pool_connections=max(10, threads), s3={"addressing_style": "path", "payload_signing_enabled": False},
-        request_checksum_calculation="when_required", response_checksum_validation="when_required"))
-
-    def get(key, rng=None):
-        kwargs = {"Range": f"bytes={rng[0]}-{rng[0] + rng[1] - 1}"} if rng else {}
-        return client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
-    return get
-
-
 def bench_tensorflow_s3(root: Path, args) -> dict:
     """The TF API on S3 (SeaweedFS started here) against a plain loop: a pool of --workers threads making
     the requests dl-driver's tfrecord reader makes (each file's index object, then one ranged GET per
@@ -214,7 +193,7 @@ def bench_tensorflow_s3(root: Path, args) -> dict:
             index = storage.get(f"index/{key}.idx").decode().split()
             offsets = list(zip(map(int, index[0::2]), map(int, index[1::2])))
             requests.append([(f"tfr/index/{key}.idx", None)] + [(f"tfr/{key}", o) for o in offsets])
-        get = _plain_s3_get(args.workers, bucket)
+        get = plain_s3_get(args.workers, bucket)
         features = {"image": tf.io.FixedLenFeature([], tf.string)}
 
         def plain_epoch():

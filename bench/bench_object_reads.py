@@ -132,6 +132,9 @@ def workload_doc(uri: str, dataset: str, loader: str, threads: int, size: Size) 
 # -- the plain SDK loops --------------------------------------------------------------------------
 
 def plain_s3_get(threads: int, bucket: str):
+    """One boto3 GET (whole, or a byte range), with the SDK settings of dl-driver's client: path-style,
+    max(10, threads) pooled connections, no checksums or signing of the payload. bench_frameworks.py's
+    plain loop uses it too."""
     import boto3
     from botocore.config import Config
 

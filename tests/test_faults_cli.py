@@ -12,16 +12,13 @@ import yaml
 
 from dldriver.outputs import OutputFolderError, check_run_folder
 from faults import ROOT, dldriver, in_process, refused, tree
-from test_run_helpers import make_dataset, workload_doc, write_config
+from test_run_helpers import generated_config, workload_doc, write_config
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A generated two-file dataset and its config."""
-    root = tmp_path_factory.mktemp("faults-cli")
-    doc = workload_doc(root / "data", "npz", files=2, samples=2)
-    make_dataset(root, doc)
-    return write_config(root / "w.yaml", doc), root / "data"
+    return generated_config(tmp_path_factory.mktemp("faults-cli"), fmt="npz", files=2, samples=2)
 
 
 # ---- run folders: only an earlier run folder is replaced -------------------------------------------

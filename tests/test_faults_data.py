@@ -12,7 +12,7 @@ import pytest
 
 import faults
 from faults import error_lines, mount_tmpfs, unmount
-from test_run_helpers import make_dataset, workload_doc, write_config
+from test_run_helpers import generated_config, make_dataset, workload_doc, write_config
 
 
 def dldriver(*args, env=None, timeout=300):
@@ -128,10 +128,7 @@ def test_generate_into_a_file_system_too_small_is_refused_before_writing(tmp_pat
 @pytest.fixture(scope="module")
 def api_dataset(tmp_path_factory):
     """A generated four-file dataset (8 samples) and its config."""
-    root = tmp_path_factory.mktemp("faults-api")
-    doc = workload_doc(root / "data", "npz", files=4, samples=2)
-    make_dataset(root, doc)
-    return write_config(root / "w.yaml", doc), root / "data"
+    return generated_config(tmp_path_factory.mktemp("faults-api"), fmt="npz", files=4, samples=2)
 
 
 @pytest.mark.parametrize("kwargs, env, named", [

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from conftest import unique_name
 import faults
@@ -115,7 +116,7 @@ def test_reading_checkpoints_from_a_bucket_that_does_not_exist_says_so(tmp_path,
            "workflow": {"train": False, "checkpoint": True},
            "checkpoint": {"checkpoint_folder": f"{root}/ck", "num_checkpoints_write": 0, "num_checkpoints_read": 1}}
     config = tmp_path / "ck.yaml"
-    config.write_text(__import__("yaml").safe_dump(doc))
+    config.write_text(yaml.safe_dump(doc))
     done = faults.in_process("checkpoint", config, "-o", tmp_path / "out", "-q", "--dlio-defaults", generation)
     what = {"s3": "bucket", "azure": "container"}[kind]
     line = faults.refused(done, f"{root}/ck", f"was never written: {what} {root.split('://')[1]!r} does not exist")

@@ -47,3 +47,10 @@ def make_dataset(tmp: Path, doc: dict):
     w = workload(tmp, doc, name=f"gen-{doc['dataset']['format']}.yaml")
     generate_dataset(w, processes=1, progress=False)
     return w
+
+
+def generated_config(root: Path, **doc_args) -> tuple[Path, Path]:
+    """A dataset generated under root/data (workload_doc's arguments) and its config root/w.yaml."""
+    doc = workload_doc(root / "data", **doc_args)
+    make_dataset(root, doc)
+    return write_config(root / "w.yaml", doc), root / "data"

@@ -225,12 +225,16 @@ class DlioPyTorchIterableDataset(_Base, IterableDataset):
         self._setup(config, overrides, split, rank, world_size, entropy, profile)
         self.return_type = self.reading.profile.return_type
 
-    def __iter__(self):
+    def worker_batches(self) -> list:
+        """This epoch's batches of sample keys for the calling DataLoader worker (all of them outside one)."""
         batches = self.reading.sampler.batches(self.epoch)
         worker = get_worker_info()
         if worker is not None:
             batches = split_among_workers(batches, worker.num_workers)[worker.id]
-        for keys in batches:
+        return batches
+
+    def __iter__(self):
+        for keys in self.worker_batches():
             if self.return_type != "tensor":
                 for file_idx, sample_idx in keys:
                     yield self._read(file_idx, sample_idx)
