@@ -112,3 +112,12 @@ def check_dataset_folder(uri: str) -> None:
 def check_checkpoint_folder(uri: str) -> None:
     """Checkpoints are written only into an absent, empty or checkpoint-only folder."""
     check_local_folder(uri, CHECKPOINT_NAMES, "checkpoint.checkpoint_folder", "checkpoint folder")
+
+
+def existing_ancestor(path) -> Path:
+    """`path` itself if it exists, else its nearest ancestor that does: the file system a folder still to be
+    made will take its space from."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -11,6 +11,7 @@ import psutil
 
 from dldriver.config.plan import sample_bytes
 from dldriver.errors import DatasetError
+from dldriver.outputs import existing_ancestor
 
 # Memory per dataset file while a generation or run holds the file list: its FileSpec, its job and its
 # manifest entry (as a dict and in the saved JSON); a million files take about 1.5 GB.
@@ -78,9 +79,7 @@ def check_local_room(workload, root: str | None, written_bytes: int, written_fil
     for the files still to write (those not already written: `written_*`)."""
     if root is None:
         return
-    base = os.path.abspath(root)
-    while not os.path.exists(base) and base != os.path.dirname(base):
-        base = os.path.dirname(base)
+    base = existing_ancestor(root)
     d = workload.dataset
     files = d.num_files_train + d.num_files_eval
     need = max(0, round(files * d.num_samples_per_file * sample_bytes(workload)) - written_bytes)

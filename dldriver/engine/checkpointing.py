@@ -19,6 +19,7 @@ from dldriver.checkpoint import Checkpointer, checkpoint_layout
 from dldriver.config.uri import storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
 from dldriver.errors import CheckpointError, ConfigError
+from dldriver.outputs import existing_ancestor
 from dldriver.storage import open_storage
 from dldriver.uri import local_path
 
@@ -92,9 +93,7 @@ def check_local_room(uri: str, need: int, writes: int,
     if folder is None or need == 0:
         return
     held = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
-    base = os.path.abspath(folder)
-    while not os.path.exists(base) and base != os.path.dirname(base):
-        base = os.path.dirname(base)
+    base = existing_ancestor(folder)
     free = shutil.disk_usage(base).free
     if need - held > free:
         raise CheckpointError(f"checkpoint.checkpoint_folder: {folder}: {writes} checkpoint(s) "

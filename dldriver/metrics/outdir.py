@@ -14,23 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dldriver.errors import DlDriverError
+from dldriver.outputs import existing_ancestor
 
 MIN_FREE_BYTES = 1 << 20    # a run folder of summary and per-rank files; the per-step lists of a long run
                             # can exceed it, which the write then reports
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def check_results_room(out) -> None:
     """Refuse, naming the folder, a results folder that cannot be created or has no room."""
     out = Path(out)
-    base = _existing_ancestor(out.parent if not out.exists() else out)
+    base = existing_ancestor(out.parent if not out.exists() else out)
     if not base.is_dir():
         return  # a file in the way: the folder writer names it
     if not os.access(base, os.W_OK | os.X_OK):
