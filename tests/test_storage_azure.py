@@ -81,6 +81,21 @@ def test_client_settings(azure_env):
     assert transport.session.get_adapter("http://x")._pool_maxsize == 24
 
 
+def test_proxies_are_taken_from_the_environment_when_the_client_is_made(az_uri, monkeypatch):
+    # requests would look them up on every request (trust_env); the client takes them once.
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port_block(1)}")  # nothing listens there
+    proxied = open_storage(az_uri, {"azure_max_attempts": 1, "connect_timeout": 1}, threads=97)
+    with pytest.raises(StorageError, match="cannot reach the Azure endpoint"):
+        proxied.put("k", b"x")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = open_storage(az_uri, threads=98)
+    direct.put("k", b"x")
+    assert direct.get("k") == b"x"
+    assert direct.client._pipeline._transport._transport.session.trust_env is False
+
+
 def test_streamed_upload_is_one_put_up_to_the_single_put_size_then_staged_blocks(az_uri):
     # As the SDK's upload_blob decides (max_single_put_size, max_block_size); the blob's block list
     # tells which it was: a blob put in one request has no committed blocks.

@@ -104,6 +104,36 @@ def test_client_settings(s3_env):
     assert config.s3["addressing_style"] == "path"
 
 
+@pytest.mark.parametrize("value", ["Wed, 02 Dec 2026 05:00:00 GMT", "Sun, 29 Feb 2032 23:59:59 GMT",
+                                   "2026-12-02T05:00:00.000Z", "2026-12-02T05:00:00.123+02:00",
+                                   "2026-12-02T05:00:00", "Wed, 2 Dec 2026 05:00:00 GMT", 1700000000, "1700000000"])
+def test_timestamps_parse_as_botocore_parses_them(value):
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    from dldriver.storage.s3 import parse_timestamp
+
+    ours, theirs = parse_timestamp(value), botocore_parse(value)
+    assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
+
+
+def test_a_bad_timestamp_is_refused_as_botocore_refuses_it():
+    from dldriver.storage.s3 import parse_timestamp
+
+    with pytest.raises(ValueError, match="day is out of range"):
+        parse_timestamp("Mon, 29 Feb 2027 05:00:00 GMT")
+
+
+def test_responses_carry_their_timestamps_as_aware_datetimes(s3_uri):
+    from datetime import datetime, timezone
+
+    storage = open_storage(s3_uri)
+    storage.put("k", b"x")
+    modified = storage.client.head_object(Bucket=s3_uri[5:], Key="k")["LastModified"]
+    listed = storage.client.list_objects_v2(Bucket=s3_uri[5:])["Contents"][0]["LastModified"]
+    for stamp in (modified, listed):
+        assert isinstance(stamp, datetime) and abs(datetime.now(timezone.utc) - stamp).total_seconds() < 600
+
+
 def test_puts_are_signed_without_hashing_the_body(s3_uri):
     """The signature covers the headers, not a SHA-256 of the body (botocore's default for plain http):
     the server takes such a PUT, and it never sends the body's hash."""

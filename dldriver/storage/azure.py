@@ -46,7 +46,7 @@ def account_from_url(url: str) -> str:
     return parsed.path.strip("/").split("/")[0] if is_ip else host.split(".")[0]
 
 
-def _transport(pool: int, connect_timeout: float, read_timeout: float):
+def _session_and_transport(pool: int, connect_timeout: float, read_timeout: float):
     import requests
     from azure.core.pipeline.transport import RequestsTransport
     # The SDK's own adapter (32 KiB send blocks); we only need a pool as large as our threads.
@@ -59,16 +59,32 @@ def _transport(pool: int, connect_timeout: float, read_timeout: float):
                                          max_retries=Retry(total=False, redirect=False, raise_on_status=False))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    return RequestsTransport(session=session, connection_data_block_size=DATA_BLOCK_SIZE,
-                             connection_timeout=connect_timeout, read_timeout=read_timeout)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    transport = RequestsTransport(session=session, connection_data_block_size=DATA_BLOCK_SIZE,
+                                  connection_timeout=connect_timeout, read_timeout=read_timeout,
+                                  connection_verify=bundle or True)
+    return session, transport
+
+
+def environment_once(session, url: str) -> None:
+    """What requests takes from the environment on every request (trust_env: proxies from *_PROXY and
+    NO_PROXY, which scans all of os.environ twice, and ~/.netrc), taken once here for the account's
+    endpoint: ~0.3 ms of CPU per request otherwise, a sixth of a 128 KiB download's client CPU on this
+    machine. The CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) goes to the transport. A .netrc entry is
+    not used: its Basic credentials would replace the SDK's own Authorization header."""
+    from requests.utils import get_environ_proxies
+
+    session.proxies.update(get_environ_proxies(url))
+    session.trust_env = False
 
 
 def _make_service(settings: tuple):
     from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
     credentials, pool, attempts, block_size, single_put_size, connect_timeout, read_timeout = settings
+    session, transport = _session_and_transport(pool, connect_timeout, read_timeout)
     kwargs = {
-        "transport": _transport(pool, connect_timeout, read_timeout),
+        "transport": transport,
         # The SDK's default waits 15 s before the first retry and longer after; a benchmark wants to
         # ride out a throttled second, not stall for a minute (waits here: 1, 3, 5, 9 s).
         "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=max(0, attempts - 1)),
@@ -77,10 +93,13 @@ def _make_service(settings: tuple):
     }
     kind, *values = credentials
     if kind == "connection_string":
-        return BlobServiceClient.from_connection_string(values[0], **kwargs)
-    url, name, key = values
-    credential = {"account_name": name, "account_key": key} if key else None
-    return BlobServiceClient(url, credential=credential, **kwargs)
+        service = BlobServiceClient.from_connection_string(values[0], **kwargs)
+    else:
+        url, name, key = values
+        credential = {"account_name": name, "account_key": key} if key else None
+        service = BlobServiceClient(url, credential=credential, **kwargs)
+    environment_once(session, service.url)
+    return service
 
 
 # One service client per process and settings (its pipeline and pool), one container client per

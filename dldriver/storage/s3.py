@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import os
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
@@ -43,13 +44,48 @@ def _flag(value) -> bool:
 _sessions: dict[tuple, object] = {}
 
 
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+def parse_timestamp(value):
+    """A response's timestamp as botocore's own parser returns it (an aware datetime), without dateutil
+    for the two forms S3 sends: an HTTP date (a GET's Last-Modified header, IMF-fixdate as in
+    "Wed, 02 Dec 2026 05:00:00 GMT") and ISO 8601 with a zone (a listing's LastModified). botocore parses
+    each with dateutil, ~0.1-0.2 ms of CPU, an eighth of a 128 KiB GET's client CPU on this machine;
+    anything else still goes to botocore's parser."""
+    if isinstance(value, str):
+        if len(value) == 29 and value.endswith(" GMT") and value[3:5] == ", " and value[7:8] == " ":
+            month = _MONTHS.get(value[8:11])
+            try:
+                if month is not None:
+                    return datetime(int(value[12:16]), month, int(value[5:7]), int(value[17:19]),
+                                    int(value[20:22]), int(value[23:25]), tzinfo=timezone.utc)
+            except ValueError:
+                pass
+        elif value[-1:] == "Z" or value[-6:-5] in ("+", "-"):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is not None:
+                return parsed
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    return botocore_parse(value)
+
+
 def _session(region: str, keys: tuple | None):
     import boto3
+    import botocore.session
 
     session = _sessions.get((region, keys))
     if session is None:
         names = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
-        session = boto3.session.Session(region_name=region, **(dict(zip(names, keys)) if keys else {}))
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(region_name=region, botocore_session=core,
+                                        **(dict(zip(names, keys)) if keys else {}))
         _sessions[(region, keys)] = session
     return session
 
