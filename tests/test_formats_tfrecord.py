@@ -31,3 +31,24 @@ def test_tensorflow_reads_our_tfrecords(tmp_path, dims, dtype):
         index = storage.get(f"index/train/{spec.basename}.idx").decode().split("\n")
         step = len(storage.get(spec.key)) // 3
         assert index[:3] == [f"{i * step} {step}" for i in range(3)]
+
+
+
+def test_an_example_laid_out_otherwise_is_parsed_whole_even_after_one_of_its_length():
+    # image_bytes remembers where the image of an Example of some length lies; an Example of the same
+    # length with its two features in the other order must not be read from there.
+    import os
+
+    from dldriver.formats.tfrecord import _read_varint, example_parts, image_bytes
+
+    n = 4096
+    first, second = os.urandom(n), os.urandom(n)
+    prefix, size_entry = example_parts(n)   # Example = prefix + image + size entry
+    usual = prefix + first + size_entry
+    assert bytes(image_bytes(usual)) == first and bytes(image_bytes(memoryview(usual))) == first
+    _, after_features_header = _read_varint(prefix, 1)  # the Features field's tag, then its length
+    features_header, image_entry_head = prefix[:after_features_header], prefix[after_features_header:]
+    swapped = features_header + size_entry + image_entry_head + second
+    assert len(swapped) == len(usual) and swapped != usual
+    assert bytes(image_bytes(swapped)) == second
+    assert bytes(image_bytes(usual)) == first

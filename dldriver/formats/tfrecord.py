@@ -121,8 +121,34 @@ def _fields(buf):
             raise ValueError(f"unknown protobuf wire type {wire}")
 
 
+# Where the image lies in an Example, by the Example's length: (start, end, the bytes before, the bytes
+# after); a few entries (a dataset's records share one or a few lengths).
+_IMAGE_AT: dict[int, tuple[int, int, bytes, bytes]] = {}
+_IMAGE_AT_LIMIT = 64
+
+
 def image_bytes(example) -> memoryview:
-    """The `image` feature's bytes of a serialized tf.train.Example."""
+    """The `image` feature's bytes of a serialized tf.train.Example.
+
+    The records of a dataset are laid out alike. Once an Example of some length has been parsed, another
+    of that length whose bytes outside the image are the same holds its image at the same place (the
+    parse reads only those bytes, skipping the image by its length), which comparing those ~70 bytes
+    tells without the parse in Python (~33 us a record)."""
+    example = memoryview(example).cast("B")
+    known = _IMAGE_AT.get(len(example))
+    if known is not None:
+        start, end, head, tail = known
+        if example[:start] == head and example[end:] == tail:
+            return example[start:end]
+    value = _parse_image(example)
+    if len(value) and len(_IMAGE_AT) < _IMAGE_AT_LIMIT:
+        start = np.frombuffer(value, np.uint8).ctypes.data - np.frombuffer(example, np.uint8).ctypes.data
+        end = start + len(value)
+        _IMAGE_AT[len(example)] = (start, end, bytes(example[:start]), bytes(example[end:]))
+    return value
+
+
+def _parse_image(example: memoryview) -> memoryview:
     for number, features in _fields(example):
         if number != 1:
             continue
