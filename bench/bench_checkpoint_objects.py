@@ -40,7 +40,10 @@ Where the time goes (2 shared cores; the servers are on them):
   3, 5): save 0.61 / 0.70, 1.10 / 0.90, 0.57 / 0.81, 0.84 / 0.96; load 1.46 / 1.59, 1.15 / 1.48,
   1.50 / 2.25, 1.20 / 1.43. So Azurite here does not take one large PUT faster than 8 staged blocks in
   flight, and serves 8 ranges of a blob staged in blocks faster than of one put whole; the first two
-  runs had the writer's bytearray, the last two its pieces.
+  runs had the writer's bytearray, the last two its pieces. Issue 15's fourth pass, 2 more runs (best of
+  3, load average 3.6-4.3; Azure only in the second): Azure save 1.04 / 0.94 and 0.96 / 0.88, load
+  1.16 / 0.95 and 1.62 / 1.21, SDK sizes / old sizes: the SDK's sizes were better both ways in both, so
+  they stay (over the 6 runs the old sizes saved better in 3). S3 in the first: save 0.96, load 2.05.
 - The matrix's 0.015 GB/s is mostly a run's first save: `dldriver checkpoint llama_7b.yaml --ranks 8
   --checkpoint-scale 0.00005` on SeaweedFS (one run, after this issue's changes) took 4.75 s for its
   first save (8 rank processes each making its first SDK client and creating the bucket inside the

@@ -46,7 +46,8 @@ Where the time goes (2 shared cores):
   dl-driver's get_into before 3120 us, with the environment taken once 2831 us (requests' trust_env
   scans all of os.environ twice per request for proxies: ~0.3 ms); ranged 2863 / 2870 / 2497 us.
   dl-driver's own Python around a request (source, reader, npz head and tail checks, Fill, the storage
-  wrapper) is 20-40 us of it.
+  wrapper) is 20-40 us of it. Both sides still pay a BlobClient built per blob on Azure (~140 us) and
+  botocore's endpoint resolution per request on S3; avoiding either means reusing the SDKs' private state.
 - Both stores here are servers on the same 2 cores: SeaweedFS (Go) takes most of a core per GB/s it
   serves; Azurite is single-threaded JavaScript and is its own ceiling (the plain loop's figure is that
   ceiling: every ratio on Azure is judged against it, not against a network).
@@ -78,7 +79,11 @@ Where the time goes (2 shared cores):
   as the JAX API does (loaders/jax.py); it had a putting thread and a queue. jax.device_put on the CPU
   aliases the 64-byte aligned batch (68 us of CPU per 16 MiB batch). In one process, 10 alternating
   epochs, median CPU per object, one run at load average 3-4: S3 4 MiB 4191 us inline, 4221 us with
-  the thread (plain 4066); 128 KiB 2512 / 2641 us (plain 2335).
+  the thread (plain 4066); 128 KiB 2512 / 2641 us (plain 2335). What jax still costs over native is
+  jax.device_put itself: ~0.2-0.35 ms of CPU per batch when called once per batch (50-80 us in a tight
+  loop; jax.dlpack.from_dlpack, jnp.asarray or an explicit device cost the same), under the GIL the
+  reader threads need: `dldriver run` on S3 128 KiB, 3 alternating runs each (load average 3-4), best
+  epoch native 59-67 MB/s, jax 42-56 MB/s. The JAX API pays the same per batch.
 - Per epoch, nothing of dl-driver's was found worth removing: the loaders' pools and clients live
   across epochs, an epoch starts by submitting its first batches, the run's system sampler costs
   ~0.9 ms of CPU per 0.5 s. A batch is read by one thread, as DLIO's workers read theirs, which can leave
