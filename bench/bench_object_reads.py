@@ -30,10 +30,14 @@ max(10, threads), no request/response checksums (when_required), no payload sign
 with a requests pool of max(10, threads), 1 MiB response read blocks (connection_data_block_size; the
 SDK's 4 KiB default halves download speed), max_concurrency 1 per download (one request per object or
 range, as both sides make). Where dl-driver's clients differ from the plain loop's (the plain loop is the
-SDK as a user calls it, in a process with glibc's default heap settings; the requests on the wire are
-the same): botocore's timestamps are parsed without dateutil (storage/s3.parse_timestamp), the Azure
-client's requests session takes proxies from the environment once (storage/azure.environment_once), and
-`dldriver run` keeps freed buffers in its heap (dldriver/heap.py).
+SDK as a user calls it; the requests on the wire are the same): botocore's timestamps are parsed
+without dateutil (storage/s3.parse_timestamp) and the Azure client's requests session takes proxies from
+the environment once (storage/azure.environment_once). Both sides run with the heap settings of
+`dldriver run` (dldriver/heap.py: freed buffers kept in the heap), which this process sets for its
+plain loop: until issue 15's fourth pass it did not, and glibc's defaults cost the plain loop's Azure
+4 MiB downloads about twice the CPU (one thread, 12 alternating chunks of 20, median CPU per object,
+one run each: 12.5 ms without, 6.8 ms with; S3 3.4 ms either way), which favoured dl-driver (Azure
+4 MiB ratios of 1.2-1.5).
 
 Where the time goes (2 shared cores):
 - Per request, the SDK's Python is most of the client's CPU, and with read_threads threads in one
@@ -129,6 +133,7 @@ from bench_storage_put import ensure_servers
 
 from dldriver.config import load_workload
 from dldriver.generate import generate_dataset
+from dldriver.heap import keep_freed_buffers
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -302,6 +307,9 @@ def main() -> int:
                              "is also run from it, right after this one, against the same plain passes")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    # The plain loop runs in this process with the heap settings `dldriver run` sets in its own (see the
+    # header): without them Azure's 4 MiB downloads cost the plain loop about twice the CPU.
+    keep_freed_buffers()
     size = SIZES["full" if args.full else "quick"]
     backends = ["s3", "azure"] if args.backend == "all" else [args.backend]
     loaders = args.loaders.split(",")
