@@ -21,8 +21,11 @@ Prints MB/s and the ratio loader / plain (target >= 0.9).
 Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
 128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
 read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
-per ranged GET, never the whole file). The default run took 4 min 8 s as a whole (one run, both stores,
-every loader and dataset, 5 epochs, on 2 cores shared at load average 3.5-5.3). Fewer than 64 x 4 MiB (epochs of ~0.4 s) pulls every loader's
+per ranged GET, never the whole file). The default run took 3 min 53 s as a whole (one run, both stores,
+every loader and dataset, 5 epochs, on 2 cores shared at load average 2.6-3.2), with ratios S3 4 MiB
+native 0.86, pytorch 1.08, tensorflow 0.87, jax 1.04; S3 128 KiB 0.98 / 1.57 / 1.05 / 0.98; S3 tfrecord
+native 0.91, tensorflow 0.95, jax 0.93; Azure 4 MiB 1.08 / 1.16 / 1.00 / 0.95; Azure 128 KiB 1.02 / 1.27
+/ 0.94 / 1.09; Azure tfrecord 1.10 / 1.02 / 1.11. Fewer than 64 x 4 MiB (epochs of ~0.4 s) pulls every loader's
 ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64 (one run each, 3 epochs).
 
 SDK settings, the same on both sides (printed at the start): boto3 path-style, max_pool_connections
