@@ -1,11 +1,14 @@
 """TFRecord files written without TensorFlow are read by TensorFlow's own TFRecordDataset (CRCs checked)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from dldriver.dataset.layout import dataset_files
 from dldriver.formats import get_format
+from dldriver.formats.tfrecord import _read_varint, example_parts, image_bytes
 from dldriver.generate import generate_dataset
 from test_formats_support import data_storage, workload
 
@@ -37,10 +40,6 @@ def test_tensorflow_reads_our_tfrecords(tmp_path, dims, dtype):
 def test_an_example_laid_out_otherwise_is_parsed_whole_even_after_one_of_its_length():
     # image_bytes remembers where the image of an Example of some length lies; an Example of the same
     # length with its two features in the other order must not be read from there.
-    import os
-
-    from dldriver.formats.tfrecord import _read_varint, example_parts, image_bytes
-
     n = 4096
     first, second = os.urandom(n), os.urandom(n)
     prefix, size_entry = example_parts(n)   # Example = prefix + image + size entry

@@ -7,6 +7,7 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from conftest import free_port_block, unique_name
 from dldriver.errors import StorageError
 from dldriver.storage import MissingContainerError, open_storage
+from dldriver.storage.s3 import parse_timestamp
 
 MiB = 1 << 20
 
@@ -110,22 +112,16 @@ def test_client_settings(s3_env):
 def test_timestamps_parse_as_botocore_parses_them(value):
     from botocore.utils import parse_timestamp as botocore_parse
 
-    from dldriver.storage.s3 import parse_timestamp
-
     ours, theirs = parse_timestamp(value), botocore_parse(value)
     assert ours == theirs and ours.utcoffset() == theirs.utcoffset()
 
 
 def test_a_bad_timestamp_is_refused_as_botocore_refuses_it():
-    from dldriver.storage.s3 import parse_timestamp
-
     with pytest.raises(ValueError, match="day is out of range"):
         parse_timestamp("Mon, 29 Feb 2027 05:00:00 GMT")
 
 
 def test_responses_carry_their_timestamps_as_aware_datetimes(s3_uri):
-    from datetime import datetime, timezone
-
     storage = open_storage(s3_uri)
     storage.put("k", b"x")
     modified = storage.client.head_object(Bucket=s3_uri[5:], Key="k")["LastModified"]
