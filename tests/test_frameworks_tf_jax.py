@@ -188,6 +188,8 @@ def test_jax_puts_a_shape_through_jax_device_put_once_then_places_batches_as_it_
     reference = jax.device_put(np.asarray(batches[-1]))
     assert all(b.sharding == reference.sharding and b.committed == reference.committed and
                b.dtype == reference.dtype for b in batches)
+    with jax.transfer_guard("disallow"):  # explicit puts, as jax.device_put's are
+        assert keys_of(list(data), expected) == keys_of(batches[7:], expected)
 
 
 SHARDED = """

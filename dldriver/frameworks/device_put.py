@@ -6,8 +6,9 @@ to ~0.2 ms (measured with thread_time, the reading threads running): at 1 MiB ba
 the CPU the reads took. A batch stream repeats one shape and one placement, so `DevicePut` asks
 jax.device_put once per (shape, dtype) and keeps what it did (the array's aval, sharding, committed flag,
 and each addressable shard's device and index), then hands the next batches of that shape straight to
-`batched_device_put` with the same arguments: ~5 us, the same array (zero copy of an aligned host array
-on the CPU device, as before). Where that entry point is missing or refuses the call (another jaxlib),
+`batched_device_put` with the same arguments, inside jax.device_put's explicit-transfer scope (so
+jax.transfer_guard treats them alike): ~5 us, the same array (zero copy of an aligned host array on the
+CPU device, as before). Where that entry point is missing or refuses the call (another jaxlib),
 where jax changed the dtype (x64 canonicalisation) or for what is not one numpy array (ragged samples come
 as a list), it stays with jax.device_put.
 """
@@ -20,13 +21,16 @@ import numpy as np
 __all__ = ["DevicePut"]
 
 
-def _jaxlib_put() -> Optional[Callable]:
-    """jaxlib's batched_device_put, what jax.device_put of a numpy array ends in; None where absent."""
+def _jaxlib_put() -> Optional[tuple[Callable, Callable]]:
+    """(jaxlib's batched_device_put, what jax.device_put of a numpy array ends in; the context jax.device_put
+    calls it in, which marks the transfer explicit for jax.transfer_guard), or None where either is absent."""
     try:
+        from jax._src import config
         from jax._src.lib import xla_client
     except ImportError:
         return None
-    return getattr(xla_client, "batched_device_put", None)
+    put, scope = getattr(xla_client, "batched_device_put", None), getattr(config, "explicit_device_put_scope", None)
+    return (put, scope) if put is not None and scope is not None else None
 
 
 class _Placement:
@@ -75,9 +79,10 @@ class DevicePut:
         if placement is None:
             return self._device_put(batch)
         shards = [batch] * len(placement.devices) if placement.whole else [batch[i] for i in placement.indices]
+        put, explicit = self._jaxlib
         try:
-            return self._jaxlib(placement.aval, placement.sharding, shards, placement.devices,
-                                placement.committed)
+            with explicit():
+                return put(placement.aval, placement.sharding, shards, placement.devices, placement.committed)
         except (TypeError, ValueError):  # another jaxlib's signature: jax.device_put from now on
             self._jaxlib = None
             return self._device_put(batch)

@@ -57,14 +57,18 @@ class DlioJaxDataset(FrameworkDataset):
         return self._loader
 
     def __iter__(self):
-        ahead = deque()  # batches put on the device, not yet handed out
-        depth = self.profile.prefetch_buffer_size
-        for batch in self._batches().epoch(self.reading.sampler.batches(self.epoch)):
-            self.counts.add(batch.nbytes, len(batch.keys))
-            if self.profile.writable:
+        batches = self._batches().epoch(self.reading.sampler.batches(self.epoch))
+        count = self.counts.add
+        if self.profile.writable:
+            for batch in batches:
+                count(batch.nbytes, len(batch.keys))
                 yield np.array(batch.data)
-                continue
-            ahead.append(self._put.put(batch.data))
+            return
+        put, depth = self._put.put, self.profile.prefetch_buffer_size
+        ahead = deque()  # batches put on the device, not yet handed out
+        for batch in batches:
+            count(batch.nbytes, len(batch.keys))
+            ahead.append(put(batch.data))
             if len(ahead) > depth:
                 yield ahead.popleft()
         while ahead:
