@@ -21,16 +21,18 @@ import numpy as np
 __all__ = ["DevicePut"]
 
 
-def _jaxlib_put() -> Optional[tuple[Callable, Callable]]:
+def _jaxlib_put() -> Optional[tuple[Callable, Callable, Any]]:
     """(jaxlib's batched_device_put, what jax.device_put of a numpy array ends in; the context jax.device_put
-    calls it in, which marks the transfer explicit for jax.transfer_guard), or None where either is absent."""
+    calls it in, which marks the transfer explicit for jax.transfer_guard; the host-to-device guard's
+    setting), or None where any is absent."""
     try:
         from jax._src import config
         from jax._src.lib import xla_client
     except ImportError:
         return None
-    put, scope = getattr(xla_client, "batched_device_put", None), getattr(config, "explicit_device_put_scope", None)
-    return (put, scope) if put is not None and scope is not None else None
+    found = (getattr(xla_client, "batched_device_put", None), getattr(config, "explicit_device_put_scope", None),
+             getattr(config, "transfer_guard_host_to_device", None))
+    return found if None not in found else None
 
 
 class _Placement:
@@ -66,21 +68,28 @@ class DevicePut:
         self.slow_puts = 0   # calls of jax.device_put (one per shape, or each batch where it must)
 
     def put(self, batch: Any):
-        if self._jaxlib is None or type(batch) is not np.ndarray:
-            return self._device_put(batch)
-        key = (batch.shape, batch.dtype)
-        placement = self._placements.get(key, False)
-        if placement is False:  # first batch of this shape: jax places it, and shows how
-            import jax
+        if self._jaxlib is not None and type(batch) is np.ndarray:
+            key = (batch.shape, batch.dtype)
+            placement = self._placements.get(key, False)
+            if placement:
+                return self._again(placement, batch)
+            if placement is False:  # the first batch of this shape: jax places it, and shows how
+                return self._first(key, batch)
+        return self._device_put(batch)
 
-            array = self._device_put(batch)
-            self._placements[key] = _Placement.of(array, batch) if isinstance(array, jax.Array) else None
-            return array
-        if placement is None:
-            return self._device_put(batch)
+    def _first(self, key: tuple, batch: np.ndarray):
+        import jax
+
+        array = self._device_put(batch)
+        self._placements[key] = _Placement.of(array, batch) if isinstance(array, jax.Array) else None
+        return array
+
+    def _again(self, placement: _Placement, batch: np.ndarray):
+        put, explicit, guard = self._jaxlib
         shards = [batch] * len(placement.devices) if placement.whole else [batch[i] for i in placement.indices]
-        put, explicit = self._jaxlib
         try:
+            if guard.value in (None, "allow"):  # no guard: the explicit scope (~1.5 us) changes nothing
+                return put(placement.aval, placement.sharding, shards, placement.devices, placement.committed)
             with explicit():
                 return put(placement.aval, placement.sharding, shards, placement.devices, placement.committed)
         except (TypeError, ValueError):  # another jaxlib's signature: jax.device_put from now on
