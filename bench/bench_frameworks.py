@@ -12,11 +12,32 @@ run, with the same workers/threads and batch size. Prints samples/s (or bytes/s)
 - tensorflow-s3: the TF API on S3 (a SeaweedFS started here) vs a plain boto3 GET + tf.io.parse_example
   loop making the same requests with the same threads (target >= 0.9).
 - jax: DlioJaxDataset vs the native loader's epochs over the same batches, and vs `dldriver run`'s
-  native bytes/s (target >= 0.9).
+  native bytes/s (target >= 0.9), at two batch shapes (JAX_CASES): resnet50_v100's (64 samples of
+  114,660 bytes, 7 MiB batches; DLIO has no JAX workload, this is an image model's) and 1 MiB (8 x 128 KiB),
+  where a per-batch cost shows most. The JAX consumer waits on each batch (block_until_ready), the native
+  one takes each numpy batch's nbytes.
 
     .venv/bin/python bench/bench_frameworks.py [--files 256] [--record 131072] [--workers 2] [--repeat 3]
 Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files); the
-sides of a comparison run in turn (a, b, a, b, ...) where marked so in their function.
+sides of a comparison run in turn (a, b, a, b, ...), with 5 x --repeat rounds where epochs are short
+(torch: ~25 ms, jax: ~0.1 s). CPU figures are this process's (every thread; torch's workers are not in it).
+
+Where the time goes (2 shared cores, load average 2-6, so wall-clock ratios move +-0.15 between runs):
+- jax: a batch costs the iterator one jax.Array made over the batch's memory (no copy on the CPU device)
+  and freed after use. jax.device_put took ~50 us of Python per batch alone and ~0.2 ms of CPU with the
+  reading threads running (thread_time), a third of what reading a 1 MiB batch costs: 0.65-0.79 of the
+  native loader at 1 MiB. frameworks/device_put.py now asks jax.device_put only for a shape's first batch
+  and then jaxlib's batched_device_put directly (~10 us alone, ~40 us CPU under load, plus ~20 us waiting
+  for the GIL while jax frees the array). In one process, alternating, 20 rounds, 3 runs, CPU s/GB
+  (median) native / API / API with jax.device_put: 1 MiB 0.52 / 0.62 / 0.72, 0.62 / 0.72 / 0.88,
+  0.60 / 0.66 / 0.83 (bytes/s vs native, best: 0.86, 0.89, 0.91; with jax.device_put 0.65, 0.79, 0.75);
+  resnet50 batches 0.51 / 0.53 / 0.56, 0.45 / 0.49 / 0.44, 0.42 / 0.46 / 0.49 (1.01, 0.87, 0.92).
+- torch: the API's workers run the same read_batch into the same shared-memory ring as PyTorchLoader's
+  (a cProfile of both workers' fetches differs by ~20 calls a batch); epochs of 256 samples (~30 ms)
+  were 4 % and 6 % apart by median (2 runs of 40 rounds; the API's fastest epoch was the faster in one),
+  so its ratio to the run loader's epochs is noise-bound here.
+- tensorflow: the API's per-batch parse cost less CPU per sample than the plain per-record parse (0.47
+  vs 0.50 ms, one run of 15 rounds); on S3 the API spends no more CPU per sample than the boto3 loop.
 """
 from __future__ import annotations
 
