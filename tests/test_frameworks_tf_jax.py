@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from dldriver.errors import ConfigError
+from dldriver.frameworks.device_put import DevicePut
 from dldriver.frameworks.measure import Measurement
 from dldriver.jax import DlioJaxDataset
 from dldriver.storage import open_storage
@@ -190,6 +191,26 @@ def test_jax_puts_a_shape_through_jax_device_put_once_then_places_batches_as_it_
                b.dtype == reference.dtype for b in batches)
     with jax.transfer_guard("disallow"):  # explicit puts, as jax.device_put's are
         assert keys_of(list(data), expected) == keys_of(batches[7:], expected)
+
+
+def test_device_put_stays_with_jax_device_put_where_it_cannot_repeat_jax():
+    import jax
+
+    wide = DevicePut()  # jax turns float64 into float32 (x64 off): every batch through jax.device_put
+    assert [wide.put(np.zeros((2, 3))).dtype for _ in range(2)] == [jax.numpy.float32] * 2 and wide.slow_puts == 2
+    ragged = DevicePut()  # a ragged batch is a list of arrays, one per sample
+    got = ragged.put([np.arange(3, dtype=np.uint8), np.arange(4, dtype=np.uint8)])
+    assert [np.asarray(a).tolist() for a in got] == [[0, 1, 2], [0, 1, 2, 3]] and ragged.slow_puts == 1
+    refused = DevicePut()  # a jaxlib whose entry point refuses the call: jax.device_put from then on
+    refused.put(np.zeros((2, 3), np.uint8))
+
+    def other_signature(*args):
+        raise TypeError("batched_device_put(): incompatible function arguments")
+
+    refused._jaxlib = (other_signature, *refused._jaxlib[1:])
+    batch = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert np.asarray(refused.put(batch)).tolist() == batch.tolist() and refused.slow_puts == 2
+    assert np.asarray(refused.put(batch)).tolist() == batch.tolist() and refused.slow_puts == 3
 
 
 SHARDED = """
