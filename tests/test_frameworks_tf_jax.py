@@ -5,6 +5,7 @@ import functools
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 
@@ -191,6 +192,8 @@ def test_jax_puts_a_shape_through_jax_device_put_once_then_places_batches_as_it_
                b.dtype == reference.dtype for b in batches)
     with jax.transfer_guard("disallow"):  # explicit puts, as jax.device_put's are
         assert keys_of(list(data), expected) == keys_of(batches[7:], expected)
+    again = pickle.loads(pickle.dumps(DlioJaxDataset(doc)))  # a dataset not yet iterated pickles
+    assert keys_of(list(again), expected) == keys_of(batches[:7], expected) and again._put.slow_puts == 1
 
 
 def test_device_put_stays_with_jax_device_put_where_it_cannot_repeat_jax():

@@ -67,6 +67,12 @@ class DevicePut:
         self._placements: dict[tuple, Optional[_Placement]] = {}
         self.slow_puts = 0   # calls of jax.device_put (one per shape, or each batch where it must)
 
+    def __getstate__(self):  # jaxlib's functions do not pickle: a copy finds them again
+        return {"sharding": self.sharding}
+
+    def __setstate__(self, state):
+        self.__init__(state["sharding"])
+
     def put(self, batch: Any):
         if self._jaxlib is not None and type(batch) is np.ndarray:
             key = (batch.shape, batch.dtype)
