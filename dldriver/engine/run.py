@@ -253,24 +253,27 @@ def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
 @contextmanager
 def _loaders(spec: RunSpec, comm: Comm):
     """The train and eval loaders (framework imported here, inside the rank) and the checkpointer."""
-    workload = spec.workload
-    rd = workload.reader
-    train = make_loader(rd.data_loader, open_source(workload, "train", spec.dataset.train_files,
-                                                    spec.dataset.open_storage), rd)
+    train = _loader(spec, spec.dataset.train_files)
     evaluation = None
     checkpointer = None
     try:
         if spec.eval_steps:
-            evaluation = make_loader(rd.data_loader, open_source(workload, "valid", spec.dataset.eval_files,
-                                                                 spec.dataset.open_storage), rd)
+            evaluation = _loader(spec, spec.dataset.eval_files)
         if spec.checkpoint_uri is not None:
-            checkpointer = open_checkpointer(comm, workload, spec.checkpoint_uri, spec.storage_options,
+            checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.storage_options,
                                              spec.checkpoint_scale)
         yield train, evaluation, checkpointer
     finally:
         for loader in (train, evaluation):
             if loader is not None:
                 loader.close()
+
+
+def _loader(spec: RunSpec, files: list):
+    """spec.loader over one split's files, configured by the reader section."""
+    w = spec.workload
+    source = open_source(files, spec.dataset.open_storage, w.dataset.format, w.reader, w.train.seed)
+    return make_loader(spec.loader, source, w.reader)
 
 
 def _cache_dropper(spec: RunSpec):

@@ -178,7 +178,8 @@ def open_reading(config, overrides=(), framework: str = "pytorch", split: str = 
             "reader.batch_size_eval"
         raise ConfigError(f"{where}: {sampler.total_samples} {split} samples give no full batch of "
                           f"{sampler.batch_size} on each of {world} rank(s) (world_size {world})")
-    source = open_source(workload, split, files, dataset.open_storage)
+    source = open_source(files, dataset.open_storage, workload.dataset.format, workload.reader,
+                         workload.train.seed)
     return Reading(workload, resolved, split, rank, world, sampler, source, dataset.uri)
 
 
