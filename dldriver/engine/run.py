@@ -64,7 +64,7 @@ class RunSpec:
     checkpoint_uri: Optional[str]  # when the run writes or reads checkpoints
     checkpoint_writes: int        # the checkpoints the run saves
     checkpoint_reads: int         # the loads of a checkpoint-only run
-    checkpoint_bytes: int         # one checkpoint over all ranks, as the layout writes it (0: none written)
+    checkpoint_bytes: int         # one checkpoint over all ranks, as the layout writes it (0: no checkpoints)
     drop_caches: bool
     quiet: bool
     checkpoint_scale: float
@@ -103,7 +103,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
         steps=steps, eval_steps=eval_steps if need_eval else 0,
         checkpoint_uri=where.checkpoint if wf.checkpoint else None, checkpoint_writes=writes,
         checkpoint_reads=reads,
-        checkpoint_bytes=layout_bytes(workload, size, checkpoint_scale) if writes or not wf.train else 0,
+        checkpoint_bytes=layout_bytes(workload, size, checkpoint_scale) if wf.checkpoint else 0,
         drop_caches=drop_caches, quiet=quiet, checkpoint_scale=checkpoint_scale, cell=cell)
     spec = _checked(spec)
     if spec.trains and not _launched_ranks():
