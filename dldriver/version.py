@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dldriver.config.generations import GENERATIONS
 from dldriver.dataset.manifest import GENERATOR_VERSION
-from dldriver.mlperf.rules import EDITIONS
 
 SOURCE = Path(__file__).resolve().parents[1]
 
@@ -41,10 +40,7 @@ def package_version(name: str | None) -> str:
 
 
 def version_info() -> dict:
-    """`dldriver version --json`: what the workflow keys its datasets and results on, the DLIO
-    generations `--dlio-defaults` knows (which the workflow checks its `dlio_defaults:` keys against), and
-    the MLPerf Storage editions with their runs (the accelerator search's runs per count)."""
+    """`dldriver version --json`: what the workflow keys its datasets and results on, and the DLIO
+    generations `--dlio-defaults` knows (which the workflow checks its `dlio_defaults:` keys against)."""
     return {"version": metadata.version("dldriver"), "generator_version": GENERATOR_VERSION,
-            "git_commit": git_commit(), "dlio_defaults": list(GENERATIONS),
-            "mlperf_editions": {name: {"warmup_runs": e.warmup_runs, "measured_runs": e.measured_runs}
-                                for name, e in EDITIONS.items()}}
+            "git_commit": git_commit(), "dlio_defaults": list(GENERATIONS)}
