@@ -197,7 +197,7 @@ def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
     """One rank of any run kind: the staged folder and dlio.log on rank 0, the rank's work, then rank 0
     gathers every rank's results and writes the run folder."""
     train = spec.trains
-    if train and spec.dataset is None:
+    if train and spec.dataset is None:  # under srun/mpiexec
         spec = replace(spec, dataset=_shared_dataset(comm, spec))
     with _rank0_folder(comm, spec.output) as folder, _logging(folder, spec, comm.rank):
         start = time.time()
@@ -236,7 +236,7 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
         records = run_epochs(comm, plan, train_loader, eval_loader, checkpointer)
     return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
             "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
-            "framework": framework_versions(rd.data_loader)}
+            "framework": framework_versions(spec.loader)}
 
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
