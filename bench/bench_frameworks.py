@@ -12,15 +12,37 @@ run, with the same workers/threads and batch size. Prints samples/s (or bytes/s)
 - tensorflow-s3: the TF API on S3 (a SeaweedFS started here) vs a plain boto3 GET + tf.io.parse_example
   loop making the same requests with the same threads (target >= 0.9).
 - jax: DlioJaxDataset vs the native loader's epochs over the same batches, and vs `dldriver run`'s
-  native bytes/s (target >= 0.9).
+  native bytes/s (target >= 0.9), at two batch shapes (JAX_CASES): resnet50_v100's (64 samples of
+  114,660 bytes, 7 MiB batches; DLIO has no JAX workload, this is an image model's) and 1 MiB (8 x 128 KiB),
+  where a per-batch cost shows most. The JAX consumer waits on each batch (block_until_ready), the native
+  one takes each numpy batch's nbytes.
 
     .venv/bin/python bench/bench_frameworks.py [--files 256] [--record 131072] [--workers 2] [--repeat 3]
 Each figure is the best of --repeat epochs after one warm-up epoch (which page-caches the files); the
-sides of a comparison run in turn (a, b, a, b, ...) where marked so in their function.
+sides of a comparison run in turn (a, b, a, b, ...), with 5 x --repeat rounds where epochs are short
+(torch: ~25 ms, jax: ~0.1 s). CPU figures are this process's (every thread; torch's workers are not in it).
+
+Where the time goes (2 shared cores, load average 2-6, so wall-clock ratios move +-0.15 between runs):
+- jax: a batch costs the iterator one jax.Array made over the batch's memory (no copy on the CPU device)
+  and freed after use. jax.device_put took ~50 us of Python per batch alone and ~0.2 ms of CPU with the
+  reading threads running (thread_time), a third of what reading a 1 MiB batch costs: 0.65-0.79 of the
+  native loader at 1 MiB. frameworks/device_put.py now asks jax.device_put only for a shape's first batch
+  and then jaxlib's batched_device_put directly (~10 us alone, ~40 us CPU under load, plus ~20 us waiting
+  for the GIL while jax frees the array). In one process, alternating, 20 rounds, 3 runs, CPU s/GB
+  (median) native / API / API with jax.device_put: 1 MiB 0.52 / 0.62 / 0.72, 0.62 / 0.72 / 0.88,
+  0.60 / 0.66 / 0.83 (bytes/s vs native, best: 0.86, 0.89, 0.91; with jax.device_put 0.65, 0.79, 0.75);
+  resnet50 batches 0.51 / 0.53 / 0.56, 0.45 / 0.49 / 0.44, 0.42 / 0.46 / 0.49 (1.01, 0.87, 0.92).
+- torch: the API's workers run the same read_batch into the same shared-memory ring as PyTorchLoader's
+  (a cProfile of both workers' fetches differs by ~20 calls a batch); epochs of 256 samples (~30 ms)
+  were 4 % and 6 % apart by median (2 runs of 40 rounds; the API's fastest epoch was the faster in one),
+  so its ratio to the run loader's epochs is noise-bound here.
+- tensorflow: the API's per-batch parse cost less CPU per sample than the plain per-record parse (0.47
+  vs 0.50 ms, one run of 15 rounds); on S3 the API spends no more CPU per sample than the boto3 loop.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -92,11 +114,12 @@ def bench_torch(root: Path, args) -> dict:
     ours = DlioPyTorchDataLoader.from_config(doc, multiprocessing_context="fork")
     plain = DataLoader(PlainNpz(), batch_size=args.batch, num_workers=args.workers, drop_last=True,
                        persistent_workers=True, multiprocessing_context="fork")
-    api, hand = _best(count(ours), args.repeat), _best(count(plain), args.repeat)
     own = PyTorchLoader(ours.dataset.reading.source, args.workers, pin_memory=False,
                         multiprocessing_context="fork")
     batches = ours.dataset.reading.sampler.batches(1)
-    loader = _best(lambda: sum(len(b.keys) for b in own.epoch(batches)), args.repeat)
+    # epochs of ~25 ms: more rounds (the main process's CPU alone is measured, the workers read)
+    (api, _), (hand, _), (loader, _) = _alternating(
+        [count(ours), count(plain), lambda: sum(len(b.keys) for b in own.epoch(batches))], 5 * args.repeat)
     own.close()
     runs = []
     for _ in range(args.repeat):
@@ -222,42 +245,54 @@ def bench_tensorflow_s3(root: Path, args) -> dict:
         services.stop_s3(state)
 
 
+# The JAX comparison's batches: a DLIO workload's, and the 1 MiB batches where a per-batch cost shows most.
+# resnet50_v100 / resnet50_tf: ImageNet samples of 114,660.07 bytes, batch_size 64 (7 MiB batches).
+JAX_CASES = {"resnet50": (114660, 64), "1MiB": (128 * 1024, 8)}
+
+
 def bench_jax(root: Path, args) -> dict:
     """DlioJaxDataset (jax.Array batches, block_until_ready on each) against the native loader's epochs
-    over the same batches (NativeLoader: the same source, read_threads and prefetch, its pool kept), run
-    alternately in one process; and `dldriver run`'s native bytes/s (a fresh run per figure: its pool
-    start-up counts) for reference."""
+    over the same batches (NativeLoader: the same source, read_threads and prefetch_size, its pool kept,
+    the consumer taking each numpy batch's nbytes), run alternately in one process; and `dldriver run`'s
+    native bytes/s (a fresh run per figure: its pool start-up counts) for reference. For each of
+    JAX_CASES (sample bytes, batch size), on --jax-files npz files of one sample."""
     from dldriver.jax import DlioJaxDataset
     from dldriver.loaders.native import NativeLoader
 
-    doc = _doc(root / "npz", "npz", "jax", args.files, args.record, args.batch, args.workers)
-    if not (root / "npz").exists():
+    out = {}
+    for case, (record, batch) in JAX_CASES.items():
+        doc = _doc(root / f"jax-{case}", "npz", "jax", args.jax_files, record, batch, args.workers)
         generate_dataset(load_workload_mapping(doc), processes=1, progress=False)
-    data = DlioJaxDataset(doc)
-    reader = data.workload.reader
-    native = NativeLoader(data.reading.source, max(1, reader.read_threads), data.profile.prefetch_buffer_size)
-    batches = data.reading.sampler.batches(1)
+        data = DlioJaxDataset(doc)
+        reader = data.workload.reader
+        native = NativeLoader(data.reading.source, max(1, reader.read_threads), reader.prefetch_size)
+        batches = data.reading.sampler.batches(1)
 
-    def api_epoch():
-        n = 0
-        for batch in data:
-            batch.block_until_ready()
-            n += batch.nbytes
-        return n
+        shape, dtype = data.reading.source.sample_layout(range(args.jax_files))
+        batch_bytes = batch * math.prod(shape) * np.dtype(dtype).itemsize  # every batch full (drop_last)
 
-    (api, api_cpu), (loader, loader_cpu) = _alternating(
-        [api_epoch, lambda: sum(b.data.nbytes for b in native.epoch(batches))], args.repeat)
-    native.close()
-    data.close()
-    runs = []
-    for _ in range(args.repeat):
-        summary = run_workload(load_workload_mapping({**doc, "reader": {**doc["reader"], "data_loader": "native"}}),
-                               output=root / "run-native", quiet=True)
-        runs.append(summary["dldriver"]["true_MB_per_second"] * 2**20)
-    # CPU seconds per GB (this process, every thread): steadier than bytes/s on a shared machine
-    return {"api bytes/s": api, "native loader bytes/s": loader, "native run bytes/s": max(runs),
-            "api / native loader": api / loader, "api / native run": api / max(runs),
-            "api CPU s/GB": api_cpu * 2**30, "native loader CPU s/GB": loader_cpu * 2**30}
+        def api_epoch():  # waits on each batch, as a step would; counts it (jax's nbytes costs ~8 us of
+            n = 0         # Python a batch under load: the consumer's cost, not the iterator's)
+            for array in data:
+                array.block_until_ready()
+                n += 1
+            return n * batch_bytes
+
+        (api, api_cpu), (loader, loader_cpu) = _alternating(  # epochs of ~0.1 s: more rounds
+            [api_epoch, lambda: sum(b.data.nbytes for b in native.epoch(batches))], 5 * args.repeat)
+        native.close()
+        data.close()
+        runs = []
+        for _ in range(args.repeat):
+            summary = run_workload(load_workload_mapping({**doc, "reader": {**doc["reader"], "data_loader": "native"}}),
+                                   output=root / f"run-native-{case}", quiet=True)
+            runs.append(summary["dldriver"]["true_MB_per_second"] * 2**20)
+        # CPU seconds per GB (this process, every thread): steadier than bytes/s on a shared machine
+        out |= {f"{case} api bytes/s": api, f"{case} native loader bytes/s": loader,
+                f"{case} native run bytes/s": max(runs), f"{case} api / native loader": api / loader,
+                f"{case} api / native run": api / max(runs), f"{case} api CPU s/GB": api_cpu * 2**30,
+                f"{case} native loader CPU s/GB": loader_cpu * 2**30}
+    return out
 
 
 def main() -> None:
@@ -267,6 +302,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jax-files", type=int, default=1024, help="npz files of each JAX case")
     parser.add_argument("--s3-records", type=int, default=8, help="records per tfrecord object on S3")
     parser.add_argument("--only", choices=["torch", "torch-iterable", "tensorflow", "tensorflow-s3", "jax"],
                         action="append")
@@ -279,7 +315,7 @@ def main() -> None:
                 continue
             for key, value in bench(Path(tmp), args).items():
                 fine = (" / " in key and not key.endswith("/s")) or "CPU" in key  # ratios and CPU costs
-                print(f"{name:<14} {key:<30} {value:12.3f}" if fine else f"{name:<14} {key:<30} {value:12.1f}")
+                print(f"{name:<14} {key:<34} {value:12.3f}" if fine else f"{name:<14} {key:<34} {value:12.1f}")
 
 
 if __name__ == "__main__":

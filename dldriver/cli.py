@@ -147,9 +147,10 @@ def _cmd_aggregate(args) -> int:
 def _cmd_version(args) -> int:
     import json
 
+    from dldriver.mlperf.rules import edition_runs
     from dldriver.version import version_info
 
-    info = version_info()
+    info = version_info() | {"mlperf_editions": edition_runs()}
     print(json.dumps(info) if args.json else f"dldriver {info['version']} (generator {info['generator_version']}, "
                                               f"commit {info['git_commit'] or 'unknown'})")
     return 0

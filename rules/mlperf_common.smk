@@ -5,8 +5,6 @@ import json
 import sys
 from types import SimpleNamespace
 
-from dldriver.mlperf.rules import EDITIONS
-
 SEARCHES = config.get("searches") or {}
 SEARCH_OUT = {name: f"{OUT}/search_{name}" for name in SEARCHES}
 
@@ -96,7 +94,7 @@ def search_env(wildcards):
 
 def search_reps(name):
     s = SEARCHES[name]
-    return s.get("runs", 5) + EDITIONS[s.get("edition", "v2.0")].warmup_runs
+    return s.get("runs", 5) + DLDRIVER_VERSION["mlperf_editions"][s.get("edition", "v2.0")]["warmup_runs"]
 
 
 def search_cell(name, count, rep):

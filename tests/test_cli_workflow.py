@@ -14,8 +14,10 @@ from test_run_helpers import make_dataset, workload_doc, write_config
 def test_version_json(capsys):
     assert main(["version", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert set(info) == {"version", "generator_version", "git_commit", "dlio_defaults"}
+    assert set(info) == {"version", "generator_version", "git_commit", "dlio_defaults", "mlperf_editions"}
     assert info["dlio_defaults"] == ["head", "2.0.0", "1.0"]
+    assert info["mlperf_editions"] == {"v2.0": {"warmup_runs": 0, "measured_runs": 5},
+                                       "v3.0": {"warmup_runs": 1, "measured_runs": 5}}
     assert info["generator_version"] == GENERATOR_VERSION
     assert info["git_commit"] is None or len(info["git_commit"]) == 40
 

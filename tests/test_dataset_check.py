@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 import dldriver.dataset.opening as dataset_module
+from dldriver.config.uri import locations
 from dldriver.dataset.opening import open_dataset
 from dldriver.engine.run import run_workload
 from dldriver.errors import DatasetError
 
 from test_run_helpers import make_dataset, workload, workload_doc
+
+
+def _opened(w, need_eval: bool):
+    where = locations(w)
+    return open_dataset(w, where.dataset, where.options, need_eval)
 
 
 class CountingStorage:
@@ -51,7 +57,7 @@ def test_subset_run_reads_the_first_files_only(tmp_path):
     for i in range(4, 12):  # a run on 4 files never needs the others
         (tmp_path / "d" / "train" / f"img_{i:02d}_of_12.npz").unlink()
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=4, samples=2))
-    dataset = open_dataset(w, need_eval=False)
+    dataset = _opened(w, need_eval=False)
     assert [f.key for f in dataset.train_files] == [f"train/img_{i:02d}_of_12.npz" for i in range(4)]
     assert any("first 4 of 12" in warning for warning in dataset.warnings)
     summary = run_workload(w, output=tmp_path / "out", quiet=True)
@@ -65,7 +71,7 @@ def test_subset_of_varying_sizes_keeps_the_generated_shapes(tmp_path):
     manifest_shapes = {e["key"]: tuple(e["shape"]) for e in _manifest(make_dataset(tmp_path, doc))}
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=2, samples=1,
                                         dataset={"num_files_eval": 1, "record_length_bytes_stdev": 64}))
-    dataset = open_dataset(w, need_eval=True)
+    dataset = _opened(w, need_eval=True)
     assert [f.key for f in dataset.eval_files] == ["valid/img_0_of_3.npz"]
     for spec in dataset.train_files + dataset.eval_files:
         assert spec.shape == manifest_shapes[spec.key]
@@ -82,14 +88,14 @@ def test_too_few_files_names_the_counts_and_says_generate(tmp_path):
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=6))
     message = f"file://{tmp_path}/d/train: .*holds 4 files, dataset.num_files_train asks for 6.*dldriver generate"
     with pytest.raises(DatasetError, match=message):
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
 
 
 def test_other_record_length_names_the_key_and_both_values(tmp_path):
     make_dataset(tmp_path, workload_doc(tmp_path / "d", files=4))
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=4, dataset={"record_length_bytes": 1024}))
     with pytest.raises(DatasetError) as err:
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
     assert re.search(r"dataset\.record_length_bytes: 256(\.0)? in the manifest, 1024(\.0)? in the config",
                      str(err.value))
     assert "num_files" not in str(err.value) and "dldriver generate" in str(err.value)
@@ -100,13 +106,13 @@ def test_other_format_and_samples_are_both_named(tmp_path):
     w = workload(tmp_path, workload_doc(tmp_path / "d", "npy", files=4, samples=3))
     with pytest.raises(DatasetError, match="dataset.format: 'npz' in the manifest, 'npy' in the config.*"
                                            "dataset.num_samples_per_file: 2 in the manifest, 3 in the config"):
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
 
 
 def test_dlio_dataset_without_manifest_runs_with_a_warning(tmp_path):
     w = make_dataset(tmp_path, workload_doc(tmp_path / "d", files=4))
     (tmp_path / "d" / "manifest.json").unlink()
-    dataset = open_dataset(w, need_eval=False)
+    dataset = _opened(w, need_eval=False)
     assert dataset.manifest is None and len(dataset.train_files) == 4
     assert any("sizes and checksums are not checked" in warning for warning in dataset.warnings)
     assert run_workload(w, output=tmp_path / "out", quiet=True)["dldriver"]["coverage_ok"]
@@ -116,7 +122,7 @@ def test_deleted_file_is_found_without_reading_any(tmp_path, calls):
     w = make_dataset(tmp_path, workload_doc(tmp_path / "d", files=4))
     (tmp_path / "d" / "train" / "img_2_of_4.npz").unlink()
     with pytest.raises(DatasetError, match=re.escape(f"file://{tmp_path}/d/train/img_2_of_4.npz: missing")):
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
     assert not [c for c in calls if c[0] in ("get", "get_range") and c[1] != "manifest.json"]
 
 
@@ -125,7 +131,7 @@ def test_deleted_file_is_found_without_reading_any(tmp_path, calls):
 def test_check_lists_each_prefix_once_and_stats_nothing(tmp_path, calls, fmt, prefixes):
     w = make_dataset(tmp_path, workload_doc(tmp_path / "d", fmt, files=12, dataset={"num_files_eval": 3}))
     calls.clear()
-    open_dataset(w, need_eval=True)
+    _opened(w, need_eval=True)
     assert sorted(k for (name, k), n in calls.items() if name == "list" and n == 1) == prefixes
     assert set(calls) == {("get", "manifest.json")} | {("list", p) for p in prefixes}
 
@@ -139,7 +145,7 @@ def test_file_an_interrupted_generate_never_wrote_says_generate(tmp_path):
     path.write_text(json.dumps(manifest))
     w = workload(tmp_path, workload_doc(tmp_path / "d", files=4))
     with pytest.raises(DatasetError, match="img_3_of_4.npz: not generated.*dldriver generate"):
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
 
 
 @pytest.mark.parametrize("store", ["s3_uri", "az_uri"])
@@ -155,7 +161,7 @@ def test_object_cut_short_is_named_from_the_listing_alone(tmp_path, calls, store
     calls.clear()
     with pytest.raises(DatasetError, match=re.escape(f"{uri}/{key}: truncated ({len(whole) - 10} of "
                                                      f"{len(whole)} bytes)")):
-        open_dataset(w, need_eval=False)
+        _opened(w, need_eval=False)
     assert set(calls) == {("get", "manifest.json")}  # besides one listing per prefix, not counted here
 
 

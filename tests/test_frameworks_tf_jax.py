@@ -4,12 +4,17 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from dldriver.errors import ConfigError
+from dldriver.frameworks.device_put import DevicePut
 from dldriver.frameworks.measure import Measurement
 from dldriver.jax import DlioJaxDataset
 from dldriver.storage import open_storage
@@ -168,6 +173,78 @@ def test_jax_batches_are_the_generated_samples_on_the_device(tmp_path, request, 
     assert keys_of(batches, npz_samples(uri)) == [(f, s) for f in range(FILES) for s in range(SAMPLES)]
     # every sample of every file, each file read once whole: the bytes fetched are the files' bytes
     assert data.take_counts() == (stored_bytes(uri, "npz"), FILES * SAMPLES)
+
+
+def test_jax_puts_a_shape_through_jax_device_put_once_then_places_batches_as_it_did(tmp_path):
+    import jax
+
+    doc = workload_doc(tmp_path / "d", "npz", loader="jax", files=FILES, samples=SAMPLES,
+                       jax_config={"batch_size": 2, "prefetch_buffer_size": 1})
+    make_dataset(tmp_path, doc)
+    data = DlioJaxDataset(doc)
+    batches = [b for epoch in (1, 2) for b in (data.set_epoch(epoch), list(data))[1]]
+    expected = npz_samples(f"file://{tmp_path}/d")
+    assert keys_of(batches, expected) == 2 * [(f, s) for f in range(FILES) for s in range(SAMPLES)][:14]
+    # one jax.device_put for the one batch shape of both epochs; every batch placed as it placed the first
+    assert data._put.slow_puts == 1
+    reference = jax.device_put(np.asarray(batches[-1]))
+    assert all(b.sharding == reference.sharding and b.committed == reference.committed and
+               b.dtype == reference.dtype for b in batches)
+    with jax.transfer_guard("disallow"):  # explicit puts, as jax.device_put's are
+        assert keys_of(list(data), expected) == keys_of(batches[7:], expected)
+    again = pickle.loads(pickle.dumps(DlioJaxDataset(doc)))  # a dataset not yet iterated pickles
+    assert keys_of(list(again), expected) == keys_of(batches[:7], expected) and again._put.slow_puts == 1
+
+
+def test_device_put_stays_with_jax_device_put_where_it_cannot_repeat_jax():
+    import jax
+
+    wide = DevicePut()  # jax turns float64 into float32 (x64 off): every batch through jax.device_put
+    assert [wide.put(np.zeros((2, 3))).dtype for _ in range(2)] == [jax.numpy.float32] * 2 and wide.slow_puts == 2
+    ragged = DevicePut()  # a ragged batch is a list of arrays, one per sample
+    got = ragged.put([np.arange(3, dtype=np.uint8), np.arange(4, dtype=np.uint8)])
+    assert [np.asarray(a).tolist() for a in got] == [[0, 1, 2], [0, 1, 2, 3]] and ragged.slow_puts == 1
+    refused = DevicePut()  # a jaxlib whose entry point refuses the call: jax.device_put from then on
+    refused.put(np.zeros((2, 3), np.uint8))
+
+    def other_signature(*args):
+        raise TypeError("batched_device_put(): incompatible function arguments")
+
+    refused._jaxlib = (other_signature, *refused._jaxlib[1:])
+    batch = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert np.asarray(refused.put(batch)).tolist() == batch.tolist() and refused.slow_puts == 2
+    assert np.asarray(refused.put(batch)).tolist() == batch.tolist() and refused.slow_puts == 3
+
+
+SHARDED = """
+import json, sys
+import jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from dldriver.jax import DlioJaxDataset
+sharding = NamedSharding(Mesh(np.array(jax.devices()), ("batch",)), PartitionSpec("batch"))
+data = DlioJaxDataset(json.loads(sys.argv[1]), sharding=sharding)
+batches = [[(s.device.id, s.index[0].start or 0, np.asarray(s.data).tobytes().hex()) for s in b.addressable_shards]
+           for b in data if b.sharding == sharding]
+print(json.dumps({"batches": batches, "slow_puts": data._put.slow_puts}))
+"""
+
+
+def test_jax_sharded_batches_hold_their_rows_on_their_devices(tmp_path):
+    doc = workload_doc(tmp_path / "d", "npz", loader="jax", files=FILES, samples=SAMPLES,
+                       jax_config={"batch_size": 2})
+    make_dataset(tmp_path, doc)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SHARDED, json.dumps(doc)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.splitlines()[-1])
+    expected = npz_samples(f"file://{tmp_path}/d")
+    assert got["slow_puts"] == 1 and len(got["batches"]) == 7  # every batch kept the given sharding
+    order = []
+    for shards in got["batches"]:
+        assert sorted(device for device, _, _ in shards) == [0, 1]   # one row on each device
+        order += [expected[bytes.fromhex(row)] for _, _, row in sorted(shards, key=lambda s: s[1])]
+    assert order == [(f, s) for f in range(FILES) for s in range(SAMPLES)][:14]
 
 
 def test_jax_profile_and_shuffle(tmp_path):

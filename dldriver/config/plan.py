@@ -42,23 +42,9 @@ class Plan:
 
 def derive_plan(workload, ranks: int = 1) -> Plan:
     """The plan for `ranks` emulated accelerators; ConfigError when the config cannot run on that many."""
-    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
-        raise ConfigError(f"ranks: must be an integer >= 1, got {ranks!r}", workload.source)
-    problems = _world_problems(workload, ranks)
-    d, r = workload.dataset, workload.reader
-    total_train = d.num_files_train * d.num_samples_per_file
-    total_eval = d.num_files_eval * d.num_samples_per_file
-    max_steps = steps_per_epoch(total_train, ranks, r.batch_size)
-    cap = workload.train.total_training_steps
-    steps = min(max_steps, cap) if cap > 0 else max_steps
-    eval_steps = steps_per_epoch(total_eval, ranks, r.batch_size_eval)
-    if workload.workflow.train:
-        problems += _train_problems(total_train, max_steps, cap, r.batch_size, ranks)
-    if workload.workflow.evaluation and eval_steps == 0:
-        problems.append(f"reader.batch_size_eval: {total_eval} eval samples give no full batch of "
-                        f"{r.batch_size_eval} on each of {ranks} rank(s)")
-    if problems:
-        raise ConfigError(problems, workload.source)
+    steps, eval_steps = run_steps(workload, ranks)
+    d = workload.dataset
+    total_train, total_eval = split_samples(d)
     size = sample_bytes(workload)
     params = transformer_params(workload.model) if workload.model.type == "transformer" else 0
     return Plan(
@@ -81,6 +67,33 @@ def derive_plan(workload, ranks: int = 1) -> Plan:
     )
 
 
+def run_steps(workload, ranks: int) -> tuple[int, int]:
+    """(training steps per epoch per rank, eval steps per epoch per rank), the step cap applied: what a
+    run reads of the plan. ConfigError when the config cannot run on `ranks` ranks."""
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ConfigError(f"ranks: must be an integer >= 1, got {ranks!r}", workload.source)
+    problems = _world_problems(workload, ranks)
+    r = workload.reader
+    total_train, total_eval = split_samples(workload.dataset)
+    max_steps = steps_per_epoch(total_train, ranks, r.batch_size)
+    cap = workload.train.total_training_steps
+    steps = min(max_steps, cap) if cap > 0 else max_steps
+    eval_steps = steps_per_epoch(total_eval, ranks, r.batch_size_eval)
+    if workload.workflow.train:
+        problems += _train_problems(total_train, max_steps, cap, r.batch_size, ranks)
+    if workload.workflow.evaluation and eval_steps == 0:
+        problems.append(f"reader.batch_size_eval: {total_eval} eval samples give no full batch of "
+                        f"{r.batch_size_eval} on each of {ranks} rank(s)")
+    if problems:
+        raise ConfigError(problems, workload.source)
+    return steps, eval_steps
+
+
+def split_samples(d) -> tuple[int, int]:
+    """(training samples, eval samples) of a dataset section."""
+    return d.num_files_train * d.num_samples_per_file, d.num_files_eval * d.num_samples_per_file
+
+
 def steps_per_epoch(total_samples: int, ranks: int, batch_size: int) -> int:
     """Full batches every rank can run: floor(T / (batch * ranks)) (docs/dlio-facts.md §0)."""
     return total_samples // (batch_size * ranks)
@@ -94,6 +107,27 @@ def sample_bytes(workload) -> float:
     # DLIO forces image formats to uint8 whatever record_element_type says.
     itemsize = 1 if d.format in ("jpeg", "png") else np.dtype(d.record_element_type).itemsize
     return float(math.prod(d.record_dims) * itemsize)
+
+
+@dataclass(frozen=True)
+class DatasetNeeds:
+    """What a dataset asks of a host's memory and disk (dataset.resources checks it), from the config."""
+
+    files: int                    # train and eval files: the list a generation or run holds
+    samples_per_file: int
+    sample_bytes: float           # one sample (sample_bytes)
+    largest_sample_bytes: float   # with room for the per-file draws of record_length_bytes_stdev
+    sample_key: str               # the config key that sets a sample's size, for messages
+
+
+def dataset_needs(workload) -> DatasetNeeds:
+    d = workload.dataset
+    size = sample_bytes(workload)
+    return DatasetNeeds(files=d.num_files_train + d.num_files_eval, samples_per_file=d.num_samples_per_file,
+                        sample_bytes=size,
+                        # mean + 3 stdev of the per-file draws
+                        largest_sample_bytes=size + (0 if d.record_dims else 3 * max(0, d.record_length_bytes_stdev)),
+                        sample_key="dataset.record_dims" if d.record_dims else "dataset.record_length_bytes")
 
 
 def checkpoint_bytes(workload, ranks: int) -> int:

@@ -9,6 +9,7 @@ resolved against the current working directory.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from dldriver.errors import ConfigError
 from dldriver.uri import (SCHEME_OF_STORAGE, SCHEMES, is_local, normal_prefix, object_uri, root_and_prefix,
@@ -17,14 +18,30 @@ from dldriver.uri import (SCHEME_OF_STORAGE, SCHEMES, is_local, normal_prefix, o
 Problem = tuple[str, str]
 
 
+@dataclass(frozen=True)
+class Locations:
+    """Where a workload's dataset and checkpoints live, resolved once, with DLIO's storage_options."""
+
+    dataset: str
+    checkpoint: str
+    options: dict
+
+
+def locations(workload) -> Locations:
+    """Both roots as normalised URIs (`file:///abs`, `direct:///abs`, `s3://bucket/prefix`,
+    `az://container/prefix`) and the storage options; a ConfigError naming the first bad key."""
+    dataset, checkpoint = (_raise_or(found) for found in _both(workload))
+    return Locations(dataset, checkpoint, storage_options(workload))
+
+
 def dataset_uri(workload) -> str:
-    """The dataset root: `file:///abs`, `direct:///abs`, `s3://bucket/prefix` or `az://container/prefix`."""
-    return _raise_or(_resolve(workload, workload.dataset.data_folder, "dataset.data_folder"))
+    """The dataset root, for a command that needs only it (generate, verify)."""
+    return locations(workload).dataset
 
 
 def checkpoint_uri(workload) -> str:
-    """The checkpoint root, in the same forms as dataset_uri."""
-    return _raise_or(_resolve(workload, workload.checkpoint.checkpoint_folder, "checkpoint.checkpoint_folder"))
+    """The checkpoint root, for a caller that needs only it."""
+    return locations(workload).checkpoint
 
 
 def storage_options(workload) -> dict:
@@ -34,10 +51,14 @@ def storage_options(workload) -> dict:
 
 def storage_problems(workload) -> list[Problem]:
     """Every reason the dataset or checkpoint location cannot be resolved, for the config checker."""
-    found = [_resolve(workload, workload.dataset.data_folder, "dataset.data_folder"),
-             _resolve(workload, workload.checkpoint.checkpoint_folder, "checkpoint.checkpoint_folder")]
-    problems = [p for p in found if isinstance(p, tuple)]
+    problems = [p for p in _both(workload) if isinstance(p, tuple)]
     return list(dict.fromkeys(problems))  # a bad storage_type would otherwise be named twice
+
+
+def _both(workload) -> list:
+    """The dataset's and the checkpoints' root, each a URI or a (key path, problem) tuple."""
+    return [_resolve(workload, workload.dataset.data_folder, "dataset.data_folder"),
+            _resolve(workload, workload.checkpoint.checkpoint_folder, "checkpoint.checkpoint_folder")]
 
 
 def _raise_or(result):

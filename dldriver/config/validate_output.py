@@ -5,7 +5,7 @@ import json
 
 from dldriver.config.profiles import profile_report
 from dldriver.config.resolved import config_hash, resolved_dict
-from dldriver.config.uri import checkpoint_uri, dataset_uri
+from dldriver.config.uri import locations
 from dldriver.units import GiB
 # Time values stay on one line: {'type': 'normal', 'mean': 1.0, 'stdev': 0.1}.
 TIME_KEYS = ("train.computation_time", "evaluation.eval_time", "reader.preprocess_time")
@@ -15,12 +15,13 @@ def render_validation(workload, plan, as_json: bool = False) -> str:
     """JSON {"config", "plan", "config_hash", "source", "storage", "profiles"}, or a readable table.
 
     profiles: per framework, each profile key's resolved value and where it came from."""
+    where = locations(workload)
     data = {
         "config": resolved_dict(workload),
         "plan": plan.to_dict(),
         "config_hash": config_hash(workload),
         "source": workload.source,
-        "storage": {"dataset_uri": dataset_uri(workload), "checkpoint_uri": checkpoint_uri(workload)},
+        "storage": {"dataset_uri": where.dataset, "checkpoint_uri": where.checkpoint},
         "profiles": profile_report(workload),
     }
     if as_json:

@@ -14,7 +14,6 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from dldriver.config.uri import dataset_uri, storage_options
 from dldriver.dataset.compare import compare
 from dldriver.dataset.layout import dataset_files, discover_files
 from dldriver.dataset.manifest import load_manifest, signature_differences
@@ -46,10 +45,10 @@ def _open(uri: str, options: dict):
     return open_storage(uri, options)
 
 
-def open_dataset(workload, need_eval: bool) -> Dataset:
-    """The workload's dataset, checked against its manifest (or discovered without one)."""
-    uri = dataset_uri(workload)
-    factory = functools.partial(_open, uri, storage_options(workload))
+def open_dataset(workload, uri: str, options: dict, need_eval: bool) -> Dataset:
+    """The workload's dataset at `uri` (config.uri.locations, resolved by the caller), checked against its
+    manifest (or discovered without one)."""
+    factory = functools.partial(_open, uri, options)
     storage = factory()
     splits = ["train", "valid"] if need_eval else ["train"]
     manifest = load_manifest(storage)

@@ -9,7 +9,7 @@ import shutil
 
 import psutil
 
-from dldriver.config.plan import sample_bytes
+from dldriver.config.plan import DatasetNeeds
 from dldriver.errors import DatasetError
 from dldriver.outputs import existing_ancestor
 
@@ -29,64 +29,50 @@ def _available_memory() -> int:
     return psutil.virtual_memory().available
 
 
-def _sample_key(workload) -> str:
-    return "dataset.record_dims" if workload.dataset.record_dims else "dataset.record_length_bytes"
-
-
-def largest_sample_bytes(workload) -> float:
-    """A sample's bytes, with room for the per-file draws of record_length_bytes_stdev (mean + 3 stdev)."""
-    d = workload.dataset
-    return sample_bytes(workload) + (0 if d.record_dims else 3 * max(0, d.record_length_bytes_stdev))
-
-
-def check_file_list(workload) -> None:
+def check_file_list(needs: DatasetNeeds) -> None:
     """Refuse a dataset whose list of files would not fit in memory."""
-    d = workload.dataset
-    files = d.num_files_train + d.num_files_eval
-    need, have = files * FILE_RECORD_BYTES, _available_memory()
+    need, have = needs.files * FILE_RECORD_BYTES, _available_memory()
     if need > have:
-        raise DatasetError(f"dataset.num_files_train + dataset.num_files_eval: {files} files need about "
+        raise DatasetError(f"dataset.num_files_train + dataset.num_files_eval: {needs.files} files need about "
                            f"{_size(need)} of memory for their list and manifest; this host has {_size(have)} "
                            "available")
 
 
-def check_sample_memory(workload, copies: int = 1) -> None:
+def check_sample_memory(needs: DatasetNeeds, copies: int = 1) -> None:
     """Refuse samples of which `copies` would not fit in memory (a reader holds one per slot)."""
-    need, have = largest_sample_bytes(workload) * copies, _available_memory()
+    need, have = needs.largest_sample_bytes * copies, _available_memory()
     if need > have:
-        raise DatasetError(f"{_sample_key(workload)}: a sample of {_size(largest_sample_bytes(workload))}"
+        raise DatasetError(f"{needs.sample_key}: a sample of {_size(needs.largest_sample_bytes)}"
                            f"{f' (x{copies} in flight)' if copies > 1 else ''} does not fit in this host's "
                            f"{_size(have)} of available memory")
 
 
-def check_file_memory(workload, streamed: bool) -> None:
+def check_file_memory(needs: DatasetNeeds, streamed: bool) -> None:
     """Refuse files that a generate worker, which holds two at a time, cannot build in memory. A format
     that streams its files needs only a sample's worth."""
     if streamed:
-        check_sample_memory(workload)
+        check_sample_memory(needs)
         return
-    d = workload.dataset
-    need, have = 2 * d.num_samples_per_file * largest_sample_bytes(workload), _available_memory()
+    need, have = 2 * needs.samples_per_file * needs.largest_sample_bytes, _available_memory()
     if need > have:
-        raise DatasetError(f"{_sample_key(workload)} x dataset.num_samples_per_file: a file of "
+        raise DatasetError(f"{needs.sample_key} x dataset.num_samples_per_file: a file of "
                            f"{_size(need / 2)} is built in memory, two per writer, and this host has "
                            f"{_size(have)} available")
 
 
-def check_local_room(workload, root: str | None, written_bytes: int, written_files: int,
+def check_local_room(needs: DatasetNeeds, root: str | None, written_bytes: int, written_files: int,
                      objects_per_file: int) -> None:
     """Refuse a generation into a local folder (`root`) whose file system lacks the space or the inodes
     for the files still to write (those not already written: `written_*`)."""
     if root is None:
         return
     base = existing_ancestor(root)
-    d = workload.dataset
-    files = d.num_files_train + d.num_files_eval
-    need = max(0, round(files * d.num_samples_per_file * sample_bytes(workload)) - written_bytes)
+    files = needs.files
+    need = max(0, round(files * needs.samples_per_file * needs.sample_bytes) - written_bytes)
     free = shutil.disk_usage(base).free
     if need > free:
         raise DatasetError(f"{root}: the dataset needs {_size(need)} more (dataset.num_files_train + "
-                           f"num_files_eval x num_samples_per_file x {_sample_key(workload).split('.')[1]}) "
+                           f"num_files_eval x num_samples_per_file x {needs.sample_key.split('.')[1]}) "
                            f"but the file system of {base} has {_size(free)} free")
     fs = os.statvfs(base)
     inodes = max(0, files - written_files) * objects_per_file

@@ -194,11 +194,10 @@ def _common_layout(specs) -> tuple[tuple, np.dtype] | None:
     return layouts.pop() if len(layouts) == 1 else None
 
 
-def open_source(workload, split: str, files: Sequence, storage_factory: Callable[[], object],
-                fmt=None) -> SampleSource:
-    """A source for one split of a workload (reader settings from workload.reader)."""
-    if fmt is None:
-        fmt = get_format(workload.dataset.format)
-    return SampleSource(storage_factory, files, fmt, read_type=workload.reader.read_type,
-                        preprocess_time=workload.reader.preprocess_time, seed=workload.train.seed)
+def open_source(files: Sequence, storage_factory: Callable[[], object], format_name: str, reader,
+                seed: int) -> SampleSource:
+    """A source over one split's files in format `format_name` (dataset.format), read as `reader` (the
+    config's reader section) says, its preprocess-time draws seeded with `seed` (train.seed)."""
+    return SampleSource(storage_factory, files, get_format(format_name), read_type=reader.read_type,
+                        preprocess_time=reader.preprocess_time, seed=seed)
 

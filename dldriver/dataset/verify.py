@@ -5,7 +5,7 @@ finds the content damage that a resume, trusting sizes, does not look for.
 """
 from __future__ import annotations
 
-from dldriver.config.uri import dataset_uri, storage_options
+from dldriver.config.uri import locations
 from dldriver.dataset.compare import compare, data_listing, entry_keys, stat_listing
 from dldriver.dataset.layout import SPLITS, dataset_files
 from dldriver.dataset.manifest import (MANIFEST_KEY, checksum_problem, dataset_hash, load_manifest,
@@ -20,7 +20,8 @@ def dataset_manifest(workload) -> dict:
 
 
 def _storage(workload):
-    return open_storage(dataset_uri(workload), storage_options(workload))
+    where = locations(workload)
+    return open_storage(where.dataset, where.options)
 
 
 def _manifest(storage) -> dict:

@@ -16,7 +16,6 @@ import shutil
 import time
 
 from dldriver.checkpoint import Checkpointer, checkpoint_layout
-from dldriver.config.uri import storage_options
 from dldriver.engine.ranks import Comm, ranks_on_this_host
 from dldriver.errors import CheckpointError, ConfigError
 from dldriver.outputs import existing_ancestor
@@ -39,17 +38,18 @@ def should_checkpoint_after_step(ckpt, step: int) -> bool:
     return ckpt.steps_between_checkpoints > 0 and step % ckpt.steps_between_checkpoints == 0
 
 
-def open_checkpointer(comm: Comm, workload, uri: str, scale: float, writes: bool = True) -> Checkpointer:
-    """This rank's Checkpointer on the checkpoint storage at `uri` (the run's config.uri.checkpoint_uri),
-    connected (a collective: every rank calls it, and with recovery_rank_shift it counts the ranks on each
-    host).
+def open_checkpointer(comm: Comm, workload, uri: str, options: dict, scale: float,
+                      writes: bool = True) -> Checkpointer:
+    """This rank's Checkpointer on the checkpoint storage at `uri` with `options` (the run's
+    config.uri.locations), connected (a collective: every rank calls it, and with recovery_rank_shift it
+    counts the ranks on each host).
 
     The SDK client and, when the run writes, the bucket / container are made here, before the first
     timed save: they are set-up, paid once per process, not checkpoint I/O. Rank 0 creates a missing
     bucket while the others wait, so that N ranks do not all try at once.
     """
     per_host = ranks_on_this_host(comm) if workload.checkpoint.recovery_rank_shift else None
-    storage = open_storage(uri, storage_options(workload))
+    storage = open_storage(uri, options)
     prepare = storage.prepare_writes if writes else storage.connect
     if comm.rank == 0:
         prepare()
@@ -59,13 +59,10 @@ def open_checkpointer(comm: Comm, workload, uri: str, scale: float, writes: bool
     return Checkpointer(workload, comm.rank, comm.size, storage, scale, ranks_per_host=per_host)
 
 
-def check_checkpoint_only(workload, world_size: int, scale: float, uri: str | None = None) -> None:
-    """Fail before any rank starts: bad parallelism for the world size, impossible counts, or a local
-    checkpoint folder (at `uri`) whose file system cannot hold the checkpoints."""
-    layout = checkpoint_layout(workload, world_size, scale)
-    writes, _ = checkpoint_counts(workload)
-    if uri is not None:
-        check_local_room(uri, writes * sum(n for files in layout for _, n in files), writes)
+def layout_bytes(workload, world_size: int, scale: float) -> int:
+    """One checkpoint's bytes over every rank, as the layout writes them; a ConfigError for a layout that
+    cannot run on `world_size` ranks."""
+    return sum(n for files in checkpoint_layout(workload, world_size, scale) for _, n in files)
 
 
 def scheduled_checkpoints(ckpt, epochs: int, steps: int) -> int:
@@ -74,15 +71,6 @@ def scheduled_checkpoints(ckpt, epochs: int, steps: int) -> int:
     k = ckpt.steps_between_checkpoints
     per_epoch = steps // k if k > 0 else 0   # the steps should_checkpoint_after_step names: k, 2k, ...
     return epochs * per_epoch + sum(1 for e in range(1, epochs + 1) if should_checkpoint_after_epoch(ckpt, e))
-
-
-def check_training_room(workload, world_size: int, scale: float, steps: int, uri: str) -> None:
-    """A training run's scheduled checkpoints must fit on a local checkpoint folder's (`uri`) file system."""
-    writes = scheduled_checkpoints(workload.checkpoint, workload.train.epochs, steps)
-    if writes:
-        layout = checkpoint_layout(workload, world_size, scale)
-        check_local_room(uri, writes * sum(n for files in layout for _, n in files), writes,
-                         "checkpoint.steps_between_checkpoints / epochs_between_checkpoints over train.epochs")
 
 
 def check_local_room(uri: str, need: int, writes: int,
@@ -122,11 +110,11 @@ def checkpoint_counts(workload) -> tuple[int, int]:
     return writes, reads
 
 
-def checkpoint_only_rank(comm: Comm, workload, checkpointer: Checkpointer, drop_caches: bool) -> dict:
-    """One rank's checkpoint-only run: the writes, then (after an optional cache drop) the reads."""
+def checkpoint_only_rank(comm: Comm, checkpointer: Checkpointer, writes: int, reads: int, pause: float,
+                         drop_caches: bool) -> dict:
+    """One rank's checkpoint-only run: `writes` saves, then (after an optional cache drop) `reads` loads,
+    each after `pause` seconds (checkpoint.time_between_checkpoints)."""
     start = time.time()
-    writes, reads = checkpoint_counts(workload)
-    pause = workload.checkpoint.time_between_checkpoints
     cache = None
     saves = _timed_ops(comm, checkpointer.save, writes, pause, "Saved")
     if reads:

@@ -19,16 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from dldriver.config import derive_plan
 from dldriver.config.model import Workload
+from dldriver.config.plan import DatasetNeeds, dataset_needs, run_steps
 from dldriver.config.profiles import apply_profile
 from dldriver.config.resolved import write_resolved_config
-from dldriver.config.uri import checkpoint_uri
+from dldriver.config.uri import locations
 from dldriver.dataset.opening import Dataset, open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
 from dldriver.dataset.source import open_source
-from dldriver.engine.checkpointing import (check_checkpoint_only, check_training_room, checkpoint_counts,
-                                           checkpoint_only_rank, open_checkpointer)
+from dldriver.engine.checkpointing import (check_local_room, checkpoint_counts, checkpoint_only_rank, layout_bytes,
+                                           open_checkpointer, scheduled_checkpoints)
 from dldriver.engine.loop import RankPlan, run_epochs
 from dldriver.engine.ranks import Comm, launch, launcher_world, rank0_result, world_size
 from dldriver.engine.results import build_checkpoint_report, build_report, print_summary, write_report
@@ -47,22 +47,34 @@ from dldriver.redact import RedactingFilter
 log = logging.getLogger("dldriver")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSpec:
-    """Everything the ranks share, decided before they start: the workload and what is resolved from it
-    once (the dataset, checked; the checkpoint URI; the step counts)."""
+    """What a run is, resolved once from the workload before any rank starts (run_workload): each part
+    of the run is handed the values it reads from here."""
 
-    workload: Workload
-    dataset: Optional[Dataset]   # None under srun/mpiexec until rank 0 has checked it (_shared_dataset)
+    workload: Workload            # as run (the loader's profile applied), for the loaders and the run folder
     ranks: int
-    steps: int
-    eval_steps: int
-    output: Path
+    output: Path                  # the run folder
+    dataset_uri: str              # config.uri.locations
+    storage_options: dict
+    dataset_needs: DatasetNeeds   # what holding the file list and a sample asks of memory
+    loader: Optional[str]         # reader.data_loader; None for a checkpoint-only run, which reads no data
+    steps: int                    # training steps per epoch per rank (the plan's)
+    eval_steps: int               # 0 when the run does not evaluate
+    checkpoint_uri: Optional[str]  # when the run writes or reads checkpoints
+    checkpoint_writes: int        # the checkpoints the run saves
+    checkpoint_reads: int         # the loads of a checkpoint-only run
+    checkpoint_bytes: int         # one checkpoint over all ranks, as the layout writes it (0: no checkpoints)
     drop_caches: bool
     quiet: bool
     checkpoint_scale: float
-    cell: Optional[dict] = None  # the run's place in a matrix (--cell), recorded in summary.json
-    checkpoint_uri: Optional[str] = None  # where checkpoints go (config.uri), when the run writes or reads any
+    cell: Optional[dict] = None   # the run's place in a matrix (--cell), recorded in summary.json
+    dataset: Optional[Dataset] = None  # checked and listed before the ranks start, or under srun/mpiexec
+                                       # by rank 0 once they have (_shared_dataset)
+
+    @property
+    def trains(self) -> bool:
+        return self.loader is not None
 
 
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
@@ -70,46 +82,54 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     """Run a workload (training, with checkpoints when scheduled, or checkpoint-only); rank 0 returns
     the summary (None on other ranks and under MPI on them)."""
     wf = workload.workflow
+    if not wf.train and not wf.checkpoint:
+        raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
+                          "(datasets are written by `dldriver generate`)")
     size = world_size(ranks)
-    check_results_room(output or workload.output.folder or "output")
-    check_file_list(workload)
-    check_sample_memory(workload)
+    if wf.train:
+        workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
+    where = locations(workload)
+    steps, eval_steps = run_steps(workload, size) if wf.train else (0, 0)
+    need_eval = wf.train and wf.evaluation and workload.dataset.num_files_eval > 0
     if not wf.train:
-        if not wf.checkpoint:
-            raise ConfigError("workflow.train: False with workflow.checkpoint False leaves nothing to run "
-                              "(datasets are written by `dldriver generate`)")
-        ckpt_uri = _checked_checkpoint_uri(workload)
-        check_checkpoint_only(workload, size, checkpoint_scale, ckpt_uri)
-        out = check_run_folder(output or workload.output.folder or "output")
-        spec = RunSpec(workload, None, size, 0, 0, out, drop_caches, quiet, checkpoint_scale, cell, ckpt_uri)
-        return launch(functools.partial(_rank_main, spec=spec), size)
-    workload = apply_profile(workload)  # the loader's framework profile wins over the DLIO keys
-    check_loader(workload.reader.data_loader)
-    if drop_caches and os.geteuid() != 0:
-        raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
-                            "run as root or leave it out")
-    out = check_run_folder(output or workload.output.folder or "output")
-    ckpt_uri = _checked_checkpoint_uri(workload) if wf.checkpoint else None
-    need_eval = _needs_eval(workload)
-    # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once it is launched.
-    dataset = None if _launched_ranks() else open_dataset(workload, need_eval)
-    steps, eval_steps = _steps(workload, size, need_eval)
-    if wf.checkpoint:
-        check_training_room(workload, size, checkpoint_scale, steps, ckpt_uri)
-    spec = RunSpec(workload, dataset, size, steps, eval_steps, out, drop_caches, quiet, checkpoint_scale, cell,
-                   ckpt_uri)
+        writes, reads = checkpoint_counts(workload)
+    else:
+        writes = scheduled_checkpoints(workload.checkpoint, workload.train.epochs, steps) if wf.checkpoint else 0
+        reads = 0
+    spec = RunSpec(
+        workload=workload, ranks=size, output=Path(output or workload.output.folder or "output"),
+        dataset_uri=where.dataset, storage_options=where.options, dataset_needs=dataset_needs(workload),
+        loader=workload.reader.data_loader if wf.train else None,
+        steps=steps, eval_steps=eval_steps if need_eval else 0,
+        checkpoint_uri=where.checkpoint if wf.checkpoint else None, checkpoint_writes=writes,
+        checkpoint_reads=reads,
+        checkpoint_bytes=layout_bytes(workload, size, checkpoint_scale) if wf.checkpoint else 0,
+        drop_caches=drop_caches, quiet=quiet, checkpoint_scale=checkpoint_scale, cell=cell)
+    spec = _checked(spec)
+    if spec.trains and not _launched_ranks():
+        # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once launched.
+        spec = replace(spec, dataset=open_dataset(workload, spec.dataset_uri, spec.storage_options, need_eval))
     return launch(functools.partial(_rank_main, spec=spec), size)
 
 
-def _checked_checkpoint_uri(workload) -> str:
-    """The checkpoint URI, resolved once for the run, if its folder may take checkpoints."""
-    uri = checkpoint_uri(workload)
-    check_checkpoint_folder(uri)
-    return uri
-
-
-def _needs_eval(workload) -> bool:
-    return workload.workflow.evaluation and workload.dataset.num_files_eval > 0
+def _checked(spec: RunSpec) -> RunSpec:
+    """What the host and its folders must allow, checked before any rank starts; the spec with its run
+    folder resolved."""
+    check_results_room(spec.output)
+    check_file_list(spec.dataset_needs)
+    check_sample_memory(spec.dataset_needs)
+    if spec.trains:
+        check_loader(spec.loader)
+        if spec.drop_caches and os.geteuid() != 0:
+            raise DlDriverError("--drop-caches needs root to write /proc/sys/vm/drop_caches; "
+                                "run as root or leave it out")
+    spec = replace(spec, output=check_run_folder(spec.output))
+    if spec.checkpoint_uri is not None:
+        check_checkpoint_folder(spec.checkpoint_uri)
+        check_local_room(spec.checkpoint_uri, spec.checkpoint_writes * spec.checkpoint_bytes,
+                         spec.checkpoint_writes, "checkpoint.num_checkpoints_write" if not spec.trains else
+                         "checkpoint.steps_between_checkpoints / epochs_between_checkpoints over train.epochs")
+    return spec
 
 
 def _launched_ranks() -> bool:
@@ -117,17 +137,12 @@ def _launched_ranks() -> bool:
     return world is not None and world[1] > 1
 
 
-def _shared_dataset(comm: Comm, workload, need_eval: bool) -> Dataset:
+def _shared_dataset(comm: Comm, spec: RunSpec) -> Dataset:
     """The dataset, checked and listed by rank 0 alone and sent to the other ranks: with every rank
     listing the same bucket at start, N ranks would put N times the load on the store for one answer.
     If the check fails, every rank raises rank 0's error and ends (ranks.rank0_result)."""
-    return rank0_result(comm, functools.partial(open_dataset, workload, need_eval))
-
-
-def _steps(workload, ranks: int, need_eval: bool) -> tuple[int, int]:
-    """(training steps per epoch per rank, eval steps): the plan's, with total_training_steps applied."""
-    plan = derive_plan(workload, ranks)
-    return plan.steps_per_epoch, plan.eval_steps_per_epoch if need_eval else 0
+    return rank0_result(comm, functools.partial(open_dataset, spec.workload, spec.dataset_uri,
+                                                spec.storage_options, spec.eval_steps > 0))
 
 
 @contextmanager
@@ -181,9 +196,9 @@ def _logging(folder: Optional[Path], spec: RunSpec, rank: int):
 def _rank_main(comm: Comm, spec: RunSpec) -> Optional[dict]:
     """One rank of any run kind: the staged folder and dlio.log on rank 0, the rank's work, then rank 0
     gathers every rank's results and writes the run folder."""
-    train = spec.workload.workflow.train
-    if train and spec.dataset is None:
-        spec = replace(spec, dataset=_shared_dataset(comm, spec.workload, _needs_eval(spec.workload)))
+    train = spec.trains
+    if train and spec.dataset is None:  # under srun/mpiexec
+        spec = replace(spec, dataset=_shared_dataset(comm, spec))
     with _rank0_folder(comm, spec.output) as folder, _logging(folder, spec, comm.rank):
         start = time.time()
         if comm.rank == 0:
@@ -221,40 +236,44 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
         records = run_epochs(comm, plan, train_loader, eval_loader, checkpointer)
     return {"rank": comm.rank, "host": host_info(), "records": records, "system": system.summary,
             "checkpoint_bytes": checkpointer.total_bytes if checkpointer is not None else 0,
-            "framework": framework_versions(rd.data_loader)}
+            "framework": framework_versions(spec.loader)}
 
 
 def _checkpoint_only_rank(comm: Comm, spec: RunSpec) -> dict:
-    writes, _ = checkpoint_counts(spec.workload)
-    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.checkpoint_scale,
-                                     writes=writes > 0)
+    checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.storage_options,
+                                     spec.checkpoint_scale, writes=spec.checkpoint_writes > 0)
     if comm.rank == 0:
         log.info("Running checkpoint-only %s on %d rank(s) to %s", spec.workload.model.name, spec.ranks,
                  checkpointer.storage.uri)
-    mine = checkpoint_only_rank(comm, spec.workload, checkpointer, spec.drop_caches)
+    mine = checkpoint_only_rank(comm, checkpointer, spec.checkpoint_writes, spec.checkpoint_reads,
+                                spec.workload.checkpoint.time_between_checkpoints, spec.drop_caches)
     return mine | {"host": host_info()}
 
 
 @contextmanager
 def _loaders(spec: RunSpec, comm: Comm):
     """The train and eval loaders (framework imported here, inside the rank) and the checkpointer."""
-    workload = spec.workload
-    rd = workload.reader
-    train = make_loader(rd.data_loader, open_source(workload, "train", spec.dataset.train_files,
-                                                    spec.dataset.open_storage), rd)
+    train = _loader(spec, spec.dataset.train_files)
     evaluation = None
     checkpointer = None
     try:
         if spec.eval_steps:
-            evaluation = make_loader(rd.data_loader, open_source(workload, "valid", spec.dataset.eval_files,
-                                                                 spec.dataset.open_storage), rd)
-        if workload.workflow.checkpoint:
-            checkpointer = open_checkpointer(comm, workload, spec.checkpoint_uri, spec.checkpoint_scale)
+            evaluation = _loader(spec, spec.dataset.eval_files)
+        if spec.checkpoint_uri is not None:
+            checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.storage_options,
+                                             spec.checkpoint_scale)
         yield train, evaluation, checkpointer
     finally:
         for loader in (train, evaluation):
             if loader is not None:
                 loader.close()
+
+
+def _loader(spec: RunSpec, files: list):
+    """spec.loader over one split's files, configured by the reader section."""
+    w = spec.workload
+    source = open_source(files, spec.dataset.open_storage, w.dataset.format, w.reader, w.train.seed)
+    return make_loader(spec.loader, source, w.reader)
 
 
 def _cache_dropper(spec: RunSpec):

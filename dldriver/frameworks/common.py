@@ -19,6 +19,7 @@ from dldriver.config.loader import load_workload_mapping
 from dldriver.config.model import Workload
 from dldriver.config.profiles import ResolvedProfile, resolve_profile
 from dldriver.config.resolved import resolved_dict
+from dldriver.config.uri import locations
 from dldriver.dataset.manifest import load_manifest
 from dldriver.dataset.opening import open_dataset
 from dldriver.dataset.sampler import Sampler, fresh_entropy
@@ -165,7 +166,8 @@ def open_reading(config, overrides=(), framework: str = "pytorch", split: str = 
         workload, resolved = given, ResolvedProfile(framework, resolve_profile(given, framework).values, origins)
     distributed = resolved.values.get("distributed", True)
     rank, world = resolve_rank(rank, world_size, distributed)
-    dataset = open_dataset(workload, need_eval=split == "valid")
+    where = locations(workload)
+    dataset = open_dataset(workload, where.dataset, where.options, need_eval=split == "valid")
     files = dataset.train_files if split == "train" else dataset.eval_files
     if not files:
         raise DlDriverError(f"{dataset.uri}: split {split} has no files (dataset.num_files_"
@@ -176,7 +178,8 @@ def open_reading(config, overrides=(), framework: str = "pytorch", split: str = 
             "reader.batch_size_eval"
         raise ConfigError(f"{where}: {sampler.total_samples} {split} samples give no full batch of "
                           f"{sampler.batch_size} on each of {world} rank(s) (world_size {world})")
-    source = open_source(workload, split, files, dataset.open_storage)
+    source = open_source(files, dataset.open_storage, workload.dataset.format, workload.reader,
+                         workload.train.seed)
     return Reading(workload, resolved, split, rank, world, sampler, source, dataset.uri)
 
 
@@ -208,9 +211,12 @@ class SharedCounts:
         self._array = multiprocessing.get_context("spawn").Array("q", 2)
 
     def add(self, nbytes: int, samples: int) -> None:
+        # The raw ctypes array under the one lock (the synchronized wrapper's items would take it again
+        # for each of the four accesses): 0.6 us a batch instead of 2.7.
         with self._array.get_lock():
-            self._array[0] += nbytes
-            self._array[1] += samples
+            counts = self._array.get_obj()
+            counts[0] += nbytes
+            counts[1] += samples
 
     def take(self) -> tuple[int, int]:
         """(bytes, samples) since the last take."""

@@ -7,10 +7,11 @@ put on the device ahead of use (prefetch_buffer_size batches deep), optionally w
         data.set_epoch(epoch)
         for batch in data: ...        # jax.Array of shape (batch_size, *sample_shape)
 
-The batches are put in the caller's thread: jax.device_put only dispatches the transfer (it returns at
-once on an accelerator), so putting prefetch_buffer_size batches ahead of the one handed out overlaps
-their transfers with the caller's step without a thread of its own. A putting thread and its queue (the
+The batches are put in the caller's thread: a put only dispatches the transfer (it returns at once on
+an accelerator), so putting prefetch_buffer_size batches ahead of the one handed out overlaps their
+transfers with the caller's step without a thread of its own. A putting thread and its queue (the
 run loader's, loaders/jax.py) cost ~0.2 CPU-s per GB more on the 2-core CPU bench (1 MiB batches).
+Each put is jax.device_put's placement at jaxlib's cost (frameworks/device_put.py).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from dldriver.frameworks.common import FrameworkDataset
+from dldriver.frameworks.device_put import DevicePut
 from dldriver.loaders.native import NativeLoader
 
 __all__ = ["DlioJaxDataset"]
@@ -36,8 +38,16 @@ class DlioJaxDataset(FrameworkDataset):
     def __init__(self, config, overrides=(), *, split: str = "train", rank: Optional[int] = None,
                  world_size: Optional[int] = None, entropy: Optional[int] = None, sharding=None, **profile):
         self._setup(config, overrides, split, rank, world_size, entropy, profile)
-        self.sharding = sharding
+        self._put = DevicePut(sharding)   # None: the default device
         self._loader = None
+
+    @property
+    def sharding(self):
+        return self._put.sharding
+
+    @sharding.setter
+    def sharding(self, sharding) -> None:
+        self._put = DevicePut(sharding)
 
     def _batches(self) -> NativeLoader:
         if self._loader is None:
@@ -47,16 +57,18 @@ class DlioJaxDataset(FrameworkDataset):
         return self._loader
 
     def __iter__(self):
-        import jax
-
-        ahead = deque()  # batches put on the device, not yet handed out
-        depth = self.profile.prefetch_buffer_size
-        for batch in self._batches().epoch(self.reading.sampler.batches(self.epoch)):
-            self.counts.add(batch.nbytes, len(batch.keys))
-            if self.profile.writable:
+        batches = self._batches().epoch(self.reading.sampler.batches(self.epoch))
+        count = self.counts.add
+        if self.profile.writable:
+            for batch in batches:
+                count(batch.nbytes, len(batch.keys))
                 yield np.array(batch.data)
-                continue
-            ahead.append(jax.device_put(batch.data, self.sharding))  # None: the default device
+            return
+        put, depth = self._put.put, self.profile.prefetch_buffer_size
+        ahead = deque()  # batches put on the device, not yet handed out
+        for batch in batches:
+            count(batch.nbytes, len(batch.keys))
+            ahead.append(put(batch.data))
             if len(ahead) > depth:
                 yield ahead.popleft()
         while ahead:

@@ -12,7 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from dldriver.config.uri import dataset_uri, storage_options
+from dldriver.config.plan import dataset_needs
+from dldriver.config.uri import locations
 from dldriver.dataset import resources
 from dldriver.dataset.compare import DATA_PREFIXES, data_listing, entry_keys
 from dldriver.dataset.layout import SPLITS, dataset_files
@@ -98,12 +99,14 @@ def _record(events, entries: dict, bar, save_partial) -> None:
 def generate_dataset(workload, processes=None, progress=True, force=False) -> dict:
     """Write the workload's train and valid files where dataset.data_folder points; return the manifest."""
     began = time.time()
-    uri, options = dataset_uri(workload), storage_options(workload)
+    where = locations(workload)
+    uri, options = where.dataset, where.options
     check_dataset_folder(uri)
     fmt = get_format(workload.dataset.format)  # an unknown format fails before any work starts
     # What the host must hold, checked before any list the size of the dataset is made.
-    resources.check_file_list(workload)
-    resources.check_file_memory(workload, streamed=type(fmt).stream_file is not Format.stream_file)
+    needs = dataset_needs(workload)
+    resources.check_file_list(needs)
+    resources.check_file_memory(needs, streamed=type(fmt).stream_file is not Format.stream_file)
     storage = open_storage(uri, options)
     try:
         previous = load_manifest(storage)
@@ -111,7 +114,7 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
         if not force:
             raise
         previous = None
-    _check_room(workload, storage, previous)
+    _check_room(needs, workload.dataset.format, storage, previous)
     known = {} if force else _known_entries(previous, workload)
     warm_random()  # once here, not in every forked worker before its first file
     specs = [spec for split in SPLITS for spec in dataset_files(workload, split)]
@@ -150,15 +153,15 @@ def generate_dataset(workload, processes=None, progress=True, force=False) -> di
     return manifest
 
 
-def _check_room(workload, storage, previous: dict | None) -> None:
+def _check_room(needs, fmt: str, storage, previous: dict | None) -> None:
     """Refuse a local folder without the space or inodes for what is left to write. The files the last
     manifest records are rewritten in place (or kept): their space is not needed again."""
     local = storage.local_path(MANIFEST_KEY)
     recorded = previous["files"] if previous else []
-    resources.check_local_room(workload, local and os.path.dirname(local),
+    resources.check_local_room(needs, local and os.path.dirname(local),
                                written_bytes=sum(e.get("size", 0) for e in recorded),
                                written_files=sum("index_of" not in e for e in recorded),
-                               objects_per_file=OBJECTS_PER_FILE.get(workload.dataset.format, 1))
+                               objects_per_file=OBJECTS_PER_FILE.get(fmt, 1))
 
 
 @contextmanager

@@ -176,6 +176,12 @@ V3_0 = Edition(
 
 EDITIONS = {e.name: e for e in (V2_0, V3_0)}
 DEFAULT_EDITION = "v2.0"
+
+
+def edition_runs() -> dict:
+    """{edition: {"warmup_runs", "measured_runs"}}: what `dldriver version --json` tells the workflow,
+    whose accelerator search runs that many of each count."""
+    return {name: {"warmup_runs": e.warmup_runs, "measured_runs": e.measured_runs} for name, e in EDITIONS.items()}
 CHECKPOINT_CLOSED_OVERRIDES = frozenset({"checkpoint.checkpoint_folder"})  # V2.0 §2.2.5; Rules.md 4.6.3
 
 
