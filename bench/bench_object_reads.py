@@ -86,11 +86,13 @@ Where the time goes (2 shared cores):
   as the JAX API does (loaders/jax.py); it had a putting thread and a queue. jax.device_put on the CPU
   aliases the 64-byte aligned batch (68 us of CPU per 16 MiB batch). In one process, 10 alternating
   epochs, median CPU per object, one run at load average 3-4: S3 4 MiB 4191 us inline, 4221 us with
-  the thread (plain 4066); 128 KiB 2512 / 2641 us (plain 2335). What jax still costs over native is
-  jax.device_put itself: ~0.2-0.35 ms of CPU per batch when called once per batch (50-80 us in a tight
-  loop; jax.dlpack.from_dlpack, jnp.asarray or an explicit device cost the same), under the GIL the
-  reader threads need: `dldriver run` on S3 128 KiB, 3 alternating runs each (load average 3-4), best
-  epoch native 59-67 MB/s, jax 42-56 MB/s. The JAX API pays the same per batch.
+  the thread (plain 4066); 128 KiB 2512 / 2641 us (plain 2335). jax.device_put itself cost ~0.2-0.45
+  ms of CPU per batch when called once per batch (50-80 us in a tight loop; jax.dlpack.from_dlpack,
+  jnp.asarray or an explicit device cost the same), under the GIL the reader threads need: `dldriver
+  run` on S3 128 KiB, 3 alternating runs each (load average 3-4), best epoch native 59-67 MB/s, jax
+  42-56 MB/s. The loader now puts through the JAX API's DevicePut (frameworks/device_put.py, issue 13):
+  ~100 us per spaced put of a 512 KiB batch against 350-450 us (one run); then 2 alternating runs each
+  at load average ~4, best epoch native 40 / 49 MB/s, jax 46 / 46.
 - Per epoch, nothing of dl-driver's was found worth removing: the loaders' pools and clients live
   across epochs, an epoch starts by submitting its first batches, the run's system sampler costs
   ~0.9 ms of CPU per 0.5 s. A batch is read by one thread, as DLIO's workers read theirs, which can leave
