@@ -9,8 +9,9 @@ put on the device ahead of use (prefetch_buffer_size batches deep), optionally w
 
 The batches are put in the caller's thread: a put only dispatches the transfer (it returns at once on
 an accelerator), so putting prefetch_buffer_size batches ahead of the one handed out overlaps their
-transfers with the caller's step without a thread of its own. A putting thread and its queue (the
-run loader's, loaders/jax.py) cost ~0.2 CPU-s per GB more on the 2-core CPU bench (1 MiB batches).
+transfers with the caller's step without a thread of its own. A putting thread and its queue (which
+the run loader, loaders/jax.py, had until issue 15) cost ~0.2 CPU-s per GB more on the 2-core CPU bench
+(1 MiB batches).
 Each put is jax.device_put's placement at jaxlib's cost (frameworks/device_put.py).
 """
 from __future__ import annotations
