@@ -26,7 +26,7 @@ Where the time goes (2 shared cores, load average 2-6, so wall-clock ratios move
 - jax: a batch costs the iterator one jax.Array made over the batch's memory (no copy on the CPU device)
   and freed after use. jax.device_put took ~50 us of Python per batch alone and ~0.2 ms of CPU with the
   reading threads running (thread_time), a third of what reading a 1 MiB batch costs: 0.65-0.79 of the
-  native loader at 1 MiB. frameworks/device_put.py now asks jax.device_put only for a shape's first batch
+  native loader at 1 MiB. loaders/device_put.py now asks jax.device_put only for a shape's first batch
   and then jaxlib's batched_device_put directly (~10 us alone, ~40 us CPU under load, plus ~20 us waiting
   for the GIL while jax frees the array). In one process, alternating, 20 rounds, 3 runs, CPU s/GB
   (median) native / API / API with jax.device_put: 1 MiB 0.52 / 0.62 / 0.72, 0.62 / 0.72 / 0.88,

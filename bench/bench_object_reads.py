@@ -90,7 +90,7 @@ Where the time goes (2 shared cores):
   ms of CPU per batch when called once per batch (50-80 us in a tight loop; jax.dlpack.from_dlpack,
   jnp.asarray or an explicit device cost the same), under the GIL the reader threads need: `dldriver
   run` on S3 128 KiB, 3 alternating runs each (load average 3-4), best epoch native 59-67 MB/s, jax
-  42-56 MB/s. The loader now puts through the JAX API's DevicePut (frameworks/device_put.py, issue 13):
+  42-56 MB/s. The loader now puts through the JAX API's DevicePut (loaders/device_put.py, issue 13):
   ~100 us per spaced put of a 512 KiB batch against 350-450 us (one run); then 2 alternating runs each
   at load average ~4, best epoch native 40 / 49 MB/s, jax 46 / 46.
 - Per epoch, nothing of dl-driver's was found worth removing: the loaders' pools and clients live

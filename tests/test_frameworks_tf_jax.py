@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from dldriver.errors import ConfigError
-from dldriver.frameworks.device_put import DevicePut
+from dldriver.loaders.device_put import DevicePut
 from dldriver.frameworks.measure import Measurement
 from dldriver.jax import DlioJaxDataset
 from dldriver.storage import open_storage

@@ -12,7 +12,7 @@ an accelerator), so putting prefetch_buffer_size batches ahead of the one handed
 transfers with the caller's step without a thread of its own. A putting thread and its queue (which
 the run loader, loaders/jax.py, had until issue 15) cost ~0.2 CPU-s per GB more on the 2-core CPU bench
 (1 MiB batches).
-Each put is jax.device_put's placement at jaxlib's cost (frameworks/device_put.py).
+Each put is jax.device_put's placement at jaxlib's cost (loaders/device_put.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from dldriver.frameworks.common import FrameworkDataset
-from dldriver.frameworks.device_put import DevicePut
+from dldriver.loaders.device_put import DevicePut
 from dldriver.loaders.native import NativeLoader
 
 __all__ = ["DlioJaxDataset"]

@@ -1,6 +1,6 @@
 """The JAX loader: batches read by the native thread pool become jax arrays in the consumer's thread,
 prefetch_size batches put ahead of the one handed out, each put as jax.device_put places it at jaxlib's
-cost (frameworks/device_put.DevicePut: ~5 us a batch where jax.device_put spends 0.2-0.35 ms of Python
+cost (loaders/device_put.DevicePut: ~5 us a batch where jax.device_put spends 0.2-0.35 ms of Python
 on this loaded machine, under the GIL the reader threads need), as the JAX API does (frameworks/jax.py).
 
 Why in the consumer's thread: jax.device_put only dispatches the transfer (it returns at once on an
@@ -17,7 +17,7 @@ from collections import deque
 from typing import Iterator, Sequence
 
 from dldriver.dataset.source import SampleSource
-from dldriver.frameworks.device_put import DevicePut
+from dldriver.loaders.device_put import DevicePut
 from dldriver.loaders.base import Batch, Key, Loader
 from dldriver.loaders.native import NativeLoader
 
