@@ -153,8 +153,11 @@ def _is_object_store(storage, folder: str, files) -> bool:
 
 
 def _in_order(fn, items, threads: int):
-    """fn(item) for every item, results in order, up to `threads` calls in flight (1: in this thread)."""
-    if threads <= 1:
+    """fn(item) for every item, results in order, up to `threads` calls in flight (1, or a single item: in
+    this thread; a pool's threads start in milliseconds when the GIL is busy, a small file's PUT or GET
+    takes a few)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="dldriver-ckpt") as pool:
