@@ -25,7 +25,11 @@ its sizes before (8 MiB blocks above 16 MiB), in the same passes, for comparison
 
 Where the time goes (2 shared cores; the servers are on them):
 - Per request: at the matrix's scale both sides take 14-28 ms a file (one PUT or one GET of ~0.5 MB):
-  that is the servers' latency here, and every dl-driver figure at that scale is within 10 % of it.
+  that is the servers' latency here. Each rank here writes one such file: a pool of threads started for
+  that one file cost ~3 ms a start when the GIL was busy (Azure matrix save 0.58-0.60 of plain in two
+  runs); a lone file is now written and read in the caller's thread (best of 8 alternating passes on
+  Azurite, one run each: 0.77-0.83 before, 1.17 after; this bench then gave 0.75 in one run, and 0.96
+  for the same requests under the old sizes' label: +-0.2 is Azurite's noise at this scale).
 - Before issue 15 (this bench on the old code, best of 2, one run): S3 save 1.10 / load 1.44 (tens of
   MB) and 1.56 / 1.82 (matrix); Azure 0.65 / 1.25 and 0.64 / 0.40. Parts and chunks went one request
   after another and each load made a HEAD before its GET, which on Azurite doubled a small file's load.
