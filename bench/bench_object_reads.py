@@ -93,6 +93,15 @@ Where the time goes (2 shared cores):
   42-56 MB/s. The loader now puts through the JAX API's DevicePut (loaders/device_put.py, issue 13):
   ~100 us per spaced put of a 512 KiB batch against 350-450 us (one run); then 2 alternating runs each
   at load average ~4, best epoch native 40 / 49 MB/s, jax 46 / 46.
+  Where the jax run's time goes beyond native's (issue 15, fifth pass; S3 128 KiB, per object after the
+  first epoch): the put is ~30-40 us of the consumer thread's CPU per object (jaxlib's batched_device_put,
+  50-120 us per batch under the GIL, cold; host buffers of freed arrays are released inside a later put);
+  jax's runtime threads use no CPU during an epoch (per-thread /proc figures); the reader threads keep
+  3.9 of 4 batches in flight, as native's; collections are 2 gen-0 per epoch for both. In one process
+  with jax loaded, 21-24 alternating epochs each over 3 processes: CPU per object native 2242 us, jax
+  2260, jax with 1 batch put ahead instead of prefetch_size 2247; median epoch 46.9 / 48.5 / 48.2 MB/s.
+  As separate `dldriver run`s (5 alternating rounds of 11 epochs): native 2396 us and 46.7 MB/s (pooled
+  medians), jax 2318 us and 45.9 MB/s, native in a process that had imported jax 2326 us and 47.5 MB/s.
 - Per epoch, nothing of dl-driver's was found worth removing: the loaders' pools and clients live
   across epochs, an epoch starts by submitting its first batches, the run's system sampler costs
   ~0.9 ms of CPU per 0.5 s. A batch is read by one thread, as DLIO's workers read theirs, which can leave
