@@ -76,6 +76,11 @@ class RunSpec:
     def trains(self) -> bool:
         return self.loader is not None
 
+    @property
+    def evaluates(self) -> bool:
+        """The run reads the eval split (the plan gives eval steps only when it does)."""
+        return self.eval_steps > 0
+
 
 def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches: bool = False,
                  quiet: bool = False, checkpoint_scale: float = 1.0, cell: Optional[dict] = None) -> Optional[dict]:
@@ -108,7 +113,7 @@ def run_workload(workload, ranks: Optional[int] = None, output=None, drop_caches
     spec = _checked(spec)
     if spec.trains and not _launched_ranks():
         # Under srun/mpiexec every rank runs this; there rank 0 alone checks the dataset, once launched.
-        spec = replace(spec, dataset=open_dataset(workload, spec.dataset_uri, spec.storage_options, need_eval))
+        spec = replace(spec, dataset=open_dataset(workload, spec.dataset_uri, spec.storage_options, spec.evaluates))
     return launch(functools.partial(_rank_main, spec=spec), size)
 
 
@@ -142,7 +147,7 @@ def _shared_dataset(comm: Comm, spec: RunSpec) -> Dataset:
     listing the same bucket at start, N ranks would put N times the load on the store for one answer.
     If the check fails, every rank raises rank 0's error and ends (ranks.rank0_result)."""
     return rank0_result(comm, functools.partial(open_dataset, spec.workload, spec.dataset_uri,
-                                                spec.storage_options, spec.eval_steps > 0))
+                                                spec.storage_options, spec.evaluates))
 
 
 @contextmanager
@@ -229,7 +234,7 @@ def _train_rank(comm: Comm, spec: RunSpec) -> dict:
         workload, spec.steps, spec.eval_steps,
         train_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "train", entropy),
         eval_sampler=Sampler.from_workload(workload, comm.size, comm.rank, "eval", entropy)
-        if spec.eval_steps else None,
+        if spec.evaluates else None,
         drop_caches=_cache_dropper(spec) if spec.drop_caches else None,
         progress=comm.rank == 0 and not spec.quiet and sys.stderr.isatty())
     with SystemSampler() as system, _loaders(spec, comm) as (train_loader, eval_loader, checkpointer):
@@ -257,7 +262,7 @@ def _loaders(spec: RunSpec, comm: Comm):
     evaluation = None
     checkpointer = None
     try:
-        if spec.eval_steps:
+        if spec.evaluates:
             evaluation = _loader(spec, spec.dataset.eval_files)
         if spec.checkpoint_uri is not None:
             checkpointer = open_checkpointer(comm, spec.workload, spec.checkpoint_uri, spec.storage_options,

@@ -16,13 +16,12 @@ Each put is jax.device_put's placement at jaxlib's cost (loaders/device_put.py).
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Optional
 
 import numpy as np
 
 from dldriver.frameworks.common import FrameworkDataset
-from dldriver.loaders.device_put import DevicePut
+from dldriver.loaders.device_put import DevicePut, put_ahead
 from dldriver.loaders.native import NativeLoader
 
 __all__ = ["DlioJaxDataset"]
@@ -65,15 +64,13 @@ class DlioJaxDataset(FrameworkDataset):
                 count(batch.nbytes, len(batch.keys))
                 yield np.array(batch.data)
             return
-        put, depth = self._put.put, self.profile.prefetch_buffer_size
-        ahead = deque()  # batches put on the device, not yet handed out
-        for batch in batches:
-            count(batch.nbytes, len(batch.keys))
-            ahead.append(put(batch.data))
-            if len(ahead) > depth:
-                yield ahead.popleft()
-        while ahead:
-            yield ahead.popleft()
+        put = self._put.put
+
+        def puts():
+            for batch in batches:
+                count(batch.nbytes, len(batch.keys))
+                yield put(batch.data)
+        yield from put_ahead(puts(), self.profile.prefetch_buffer_size)
 
     def __len__(self) -> int:
         return len(self.reading.sampler.batches(self.epoch))

@@ -14,11 +14,25 @@ as a list), it stays with jax.device_put.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-__all__ = ["DevicePut"]
+__all__ = ["DevicePut", "put_ahead"]
+
+
+def put_ahead(puts: Iterable, depth: int) -> Iterator:
+    """The items of `puts` (a generator that puts each batch as it is asked for the next), each handed out
+    once `depth` more have been put: a put only dispatches its transfer, so those ahead overlap with the
+    caller's step, with no thread of their own."""
+    ahead: deque = deque()  # put on the device, not yet handed out
+    for item in puts:
+        ahead.append(item)
+        if len(ahead) > depth:
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
 
 
 def _jaxlib_put() -> Optional[tuple[Callable, Callable, Any]]:

@@ -13,11 +13,10 @@ fork, and never before a torch DataLoader forks its workers.
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterator, Sequence
 
 from dldriver.dataset.source import SampleSource
-from dldriver.loaders.device_put import DevicePut
+from dldriver.loaders.device_put import DevicePut, put_ahead
 from dldriver.loaders.base import Batch, Key, Loader
 from dldriver.loaders.native import NativeLoader
 
@@ -32,19 +31,17 @@ class JaxLoader(Loader):
         self._put = DevicePut()  # the default device
 
     def epoch(self, batches: Sequence[Sequence[Key]]) -> Iterator[Batch]:
-        ahead: deque = deque()  # batches put on the device, not yet handed out
         read = self._native.epoch(batches)
         put = self._put.put
-        try:
+
+        def puts():
             for batch in read:
                 batch.data = put(batch.data)
-                ahead.append(batch)
-                if len(ahead) > self.depth:
-                    yield ahead.popleft()
+                yield batch
+        try:
+            yield from put_ahead(puts(), self.depth)
         finally:
             read.close()  # a consumer that stops early: the batches not yet read are cancelled
-        while ahead:
-            yield ahead.popleft()
 
     def close(self) -> None:
         self._native.close()
