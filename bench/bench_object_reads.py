@@ -18,15 +18,27 @@ fourth pass the loader had the best of 2 epochs against the plain loop's best of
 the plain loop, and the plain loop's tfrecord passes read every index again, which favoured dl-driver).
 Prints MB/s and the ratio loader / plain (target >= 0.9).
 
-Datasets: 4MiB (64 npz of one 4 MiB sample, 96 with --full: one GET per sample), 128KiB (192 npz of
-128 KiB, 384 with --full: many small GETs) and tfrecord (8 files of 24 records of 128 KiB, 16 with --full,
-read by ranges through each file's index object: the tfrecord reader on an object store fetches a record
-per ranged GET, never the whole file). The default run took 3 min 53 s as a whole (one run, both stores,
-every loader and dataset, 5 epochs, on 2 cores shared at load average 2.6-3.2), with ratios S3 4 MiB
-native 0.86, pytorch 1.08, tensorflow 0.87, jax 1.04; S3 128 KiB 0.98 / 1.57 / 1.05 / 0.98; S3 tfrecord
-native 0.91, tensorflow 0.95, jax 0.93; Azure 4 MiB 1.08 / 1.16 / 1.00 / 0.95; Azure 128 KiB 1.02 / 1.27
-/ 0.94 / 1.09; Azure tfrecord 1.10 / 1.02 / 1.11. Fewer than 64 x 4 MiB (epochs of ~0.4 s) pulls every loader's
-ratio down: S3 native 0.52 / tensorflow 0.66 with 32, 0.74 / 0.93 with 64 (one run each, 3 epochs).
+Datasets: 4MiB (192 npz of one 4 MiB sample, 384 with --full: one GET per sample), 128KiB (576 npz of
+128 KiB, 1152 with --full: many small GETs) and tfrecord (24 files of 24 records of 128 KiB, 48 with
+--full, read by ranges through each file's index object: the tfrecord reader on an object store fetches
+a record per ranged GET, never the whole file). Each dataset is written back to disk (os.sync) before
+its first pass, so that the kernel's writeback of the store's new files does not land on whichever loader
+comes first. Why these sizes (issue 15's sixth pass): with 64 x 4 MiB, 192 x 128 KiB and 8 tfrecord files
+an epoch was 0.2-0.5 s, over which one try's spread on 2 shared cores is 10-15 %, and a batch read by one
+thread (as DLIO's workers read theirs) leaves threads idle at the epoch's end for up to a batch's time,
+a larger share of a short epoch than of a real one; a run of them had 1-4 of 22 cells below 0.9, a
+different cell each run. Epochs of 0.6-1.5 s: the default takes 4 min 40 s (one run, idle machine).
+Ratios, 3 runs of the default on an otherwise idle machine (two with these settings; one more without
+the os.sync), run 1 / 2 / 3: S3 4 MiB native 1.02 / 1.08 / 0.89, pytorch 0.91 / 0.99 / 1.00, tensorflow
+0.90 / 0.89 / 0.95, jax 0.99 / 0.82 / 0.98; S3 128 KiB native 1.07 / 1.04 / 1.02, pytorch 1.29 / 1.34 /
+1.33, tensorflow 1.01 / 1.00 / 0.98, jax 1.03 / 1.02 / 0.99; S3 tfrecord native 0.99 / 0.98 / 0.95,
+tensorflow 0.99 / 1.01 / 0.92, jax 0.98 / 0.94 / 0.99; Azure 4 MiB 0.94 / 0.92 / 1.01, 1.13 / 1.05 /
+1.02, 1.05 / 1.06 / 0.92, 1.08 / 1.11 / 0.91; Azure 128 KiB 1.08 / 1.10 / 1.08, 1.47 / 1.36 / 1.39,
+1.04 / 1.02 / 1.07, 1.03 / 1.07 / 1.07; Azure tfrecord native 1.02 / 0.95 / 0.95, tensorflow 0.96 /
+0.96 / 0.96, jax 1.12 / 1.05 / 1.03. All 22 at or above 0.9 in run 1; the misses (S3 4 MiB) fall on a
+different loader each run, where the plain loop's own best of 2 passes moved by up to 14 % between one
+loader and the next (1143 and 1308 MB/s in run 2). pytorch's 1.3-1.5 on 128 KiB objects: its 4
+workers are processes, each with its own GIL, where the plain loop's 4 threads share one.
 
 SDK settings, the same on both sides (printed at the start): boto3 path-style, max_pool_connections
 max(10, threads), no request/response checksums (when_required), no payload signing; azure-storage-blob
@@ -172,8 +184,8 @@ class Size:
 # as many epochs after the first as plain passes on both sides (2 x passes), so that neither side's
 # best is taken over more tries (best of 4 passes against best of 2 epochs would favour the plain loop
 # by the spread of a try on a shared machine).
-SIZES = {"quick": Size({"4MiB": 64, "128KiB": 192, "tfrecord": 8}, epochs=1 + 2 * 2, passes=2),
-         "full": Size({"4MiB": 96, "128KiB": 384, "tfrecord": 16}, epochs=1 + 2 * 3, passes=3)}
+SIZES = {"quick": Size({"4MiB": 192, "128KiB": 576, "tfrecord": 24}, epochs=1 + 2 * 2, passes=2),
+         "full": Size({"4MiB": 384, "128KiB": 1152, "tfrecord": 48}, epochs=1 + 2 * 3, passes=3)}
 AZURE_READ_BLOCK = 1 * MiB
 
 
@@ -285,6 +297,9 @@ def bench_dataset(backend: str, dataset: str, loaders, threads: int, size: Size,
     cfg = work / f"{backend}-{dataset}-gen.yaml"
     cfg.write_text(yaml.safe_dump(workload_doc(uri, dataset, "native", threads, size)))
     generate_dataset(load_workload(str(cfg)), processes=2, progress=False)
+    # The store's files as generated are dirty pages the kernel writes back within ~30 s: written now,
+    # so that no writeback of them runs (on these same 2 cores) during whichever loader comes first.
+    os.sync()
     storage = open_storage(uri, threads=threads)
     warm_up, requests = plain_requests(storage, dataset, f"{dataset}/")
     get = (plain_s3_get if backend == "s3" else plain_azure_get)(threads, bucket)
