@@ -46,8 +46,8 @@ def slurm_cluster():
         subprocess.run(["bash", str(REPO / "scripts/slurm-stop.sh")], capture_output=True, timeout=120)
 
 
-def snakemake_under_slurm(tmp_path, config, *targets, limit=540):
-    """`snakemake --profile slurm --configfile CONFIG` as typed, with the profile linked by
+def snakemake_under_slurm(tmp_path, config, *args, limit=540):
+    """`snakemake --profile slurm ARGS --configfile CONFIG` as typed, with the profile linked by
     scripts/install-profiles.sh into a config folder of this test's own (XDG_CONFIG_HOME): the shared
     ~/.config/snakemake/slurm may point at another checkout's profile. `timeout`: a Slurm status problem
     (a job that can never start stays PENDING, and Snakemake waits on it) must fail the test, not hang it;
@@ -55,7 +55,7 @@ def snakemake_under_slurm(tmp_path, config, *targets, limit=540):
     env = os.environ | {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     subprocess.run(["bash", str(REPO / "scripts/install-profiles.sh")], check=True, capture_output=True, env=env)
     return subprocess.run(["timeout", "-k", "10", str(limit), str(REPO / ".venv/bin/snakemake"), "--profile", "slurm",
-                           *targets, "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
+                           *args, "--configfile", str(config)], cwd=REPO, capture_output=True, text=True,
                           timeout=limit + 60, env=env)
 
 
@@ -68,7 +68,11 @@ def test_tiny_matrix_under_slurm(tmp_path, slurm_cluster, s3_env):
         ["dataset.num_files_train=8"]
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
-    r = snakemake_under_slurm(tmp_path, config)
+    # --resources bench=4 (the profile's documented knob): cells side by side, as Slurm places them (two
+    # at a time on this 2-CPU node). One at a time (bench=1), each of the 7 jobs waited ~10 s for the
+    # plugin's second status check (its first comes 2 s after a submission, the next 10 s later), and
+    # the run took 85 s instead of 43 (one run each).
+    r = snakemake_under_slurm(tmp_path, config, "--resources", "bench=4")
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-5000:]
     assert "Using profiles slurm" in r.stdout + r.stderr
 
