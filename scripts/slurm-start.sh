@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a REAL single-node Slurm cluster (munged + [mariadbd + slurmdbd] + slurmctld + slurmd)
 # without systemd, on Debian 12 (slurm-wlm 22.05.8, munge 0.5.15, mariadb 10.11), for the workflow's
-# Slurm tests and demos. Run as root. Adapted from ../shared/reference/slurm-start.sh (tried there).
+# Slurm tests and demos. Run as root.
 #   SLURM_BASE=/tmp/slurm      where state, spool, logs, pid files and the DB live
 #   SLURM_ACCOUNTING=0         0 (default): accounting_storage/none. sacct then fails, so the profile
 #                              (profiles/slurm) polls with `slurm-status-command: squeue`, and

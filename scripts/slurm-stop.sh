@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Stop what scripts/slurm-start.sh started, by pid file only (never by process name).
-# SLURM_CLEAN=1 also wipes $SLURM_BASE state. Adapted from ../shared/reference/slurm-stop.sh.
+# SLURM_CLEAN=1 also wipes $SLURM_BASE state.
+# The slurm.conf slurm-start.sh wrote is moved aside (slurm.conf.stopped; the next start writes a new
+# one): with it in place and no controller, every Slurm client retries for MessageTimeout (10 s) before
+# it fails, and Snakemake's Slurm plugin asks Slurm's configuration at every start, local runs included
+# (snakemake -n: 11 s with the file, 1.6 s without, one run each).
 set -uo pipefail
 BASE=${SLURM_BASE:-/tmp/slurm}
 RUN=$BASE/run
@@ -19,6 +23,10 @@ stop_pidfile "$RUN/slurmctld.pid"
 stop_pidfile "$RUN/slurmdbd.pid"
 stop_pidfile "$BASE/mysqld-run/mysqld.pid"      # mariadbd handles SIGTERM as a clean shutdown
 stop_pidfile /run/munge/munged.pid
+CONF=/etc/slurm/slurm.conf
+if [ -f "$CONF" ] && grep -qx "StateSaveLocation=$BASE/state" "$CONF"; then   # ours, not a site's own
+  mv "$CONF" "$CONF.stopped" && echo "moved $CONF aside ($CONF.stopped)"
+fi
 if [ "${SLURM_CLEAN:-0}" = 1 ]; then
   rm -rf "$BASE/state" "$BASE/spool" "$BASE/mysql" "$BASE/mysqld-run" "$BASE/log" "$RUN"
   echo "cleaned $BASE"
